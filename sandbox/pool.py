@@ -1,0 +1,268 @@
+"""SandboxPool: long-lived hardened worker containers that judge programs, replacing any that die."""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import queue
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from harness.types import Job, UserError, Verdict
+from sandbox import image as sandbox_image
+
+WORKER_PY = Path(__file__).resolve().parent / "worker.py"
+LABEL = "codeparrot-harness.sandbox"
+OWNER_LABEL = "codeparrot-harness.owner"
+BACKENDS = ("docker", "process")
+
+
+@dataclass
+class Limits:
+    """Per-sample limits (enforced inside the worker) and per-container limits (enforced by Docker)."""
+    memory_mb: int = 512  # address-space budget above the child's size at fork
+    fsize_mb: int = 16
+    nofile: int = 64
+    nproc: int = 32  # processes + threads per sample
+    output_cap: int = 8192
+    tmpfs_mb: int = 64  # per slot
+    pids: int = 512  # per container
+    slots: int = 2  # samples run at once per container
+
+    def container_memory_mb(self) -> int:
+        # Enough for every slot to use its whole budget plus its tmpfs plus the worker; beyond that the
+        # kernel's OOM killer picks a sample (oom_score_adj=1000), never the worker.
+        return self.slots * (self.memory_mb + self.tmpfs_mb) + 256
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphan_containers() -> int:
+    """Removes sandbox containers whose owning process (on this host) is gone. Returns how many."""
+    r = sandbox_image.docker("ps", "-a", "--filter", f"label={LABEL}=1", "--format",
+                             '{{.ID}} {{.Label "' + OWNER_LABEL + '"}}', check=False)
+    stale = []
+    for line in r.stdout.split("\n"):
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        cid, owner = parts
+        host, _, pid = owner.rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+            stale.append(cid)
+    if stale:
+        sandbox_image.docker("rm", "-f", *stale, check=False)
+    return len(stale)
+
+
+class _Worker:
+    """One worker process (a container, or a host process for the process backend) and what it holds."""
+
+    def __init__(self, pool: "SandboxPool", index: int):
+        self.pool = pool
+        self.index = index
+        self.inflight: dict[int, tuple[Job, int]] = {}
+        self.dead = False
+        self.last_seen = time.monotonic()
+        self.name = f"codeparrot-sandbox-{os.getpid()}-{index}-{uuid.uuid4().hex[:6]}"
+        limits = pool.limits
+        worker_args = ["--slots", str(limits.slots), "--memory-mb", str(limits.memory_mb),
+                       "--fsize-mb", str(limits.fsize_mb), "--nofile", str(limits.nofile),
+                       "--nproc", str(limits.nproc), "--output-cap", str(limits.output_cap),
+                       # distinct uids per container: RLIMIT_NPROC counts per uid across the whole host
+                       "--uid-base", str(50000 + 100 * (index % 1000))]
+        if pool.backend == "docker":
+            cmd = sandbox_image.docker_cmd() + [
+                "run", "-i", "--rm", "--name", self.name,
+                "--label", f"{LABEL}=1", "--label", f"{OWNER_LABEL}={_owner()}",
+                "--network", "none", "--read-only", "--init", "--ipc", "none",
+                "--cap-drop", "ALL",
+                # what the worker needs: switch each child to its own uid (SETUID/SETGID), hand it its work
+                # dir (CHOWN), clean that dir afterwards (DAC_OVERRIDE, FOWNER), kill it (KILL)
+                "--cap-add", "SETUID", "--cap-add", "SETGID", "--cap-add", "CHOWN",
+                "--cap-add", "DAC_OVERRIDE", "--cap-add", "FOWNER", "--cap-add", "KILL",
+                "--security-opt", "no-new-privileges",
+                "--memory", f"{limits.container_memory_mb()}m", "--memory-swap", f"{limits.container_memory_mb()}m",
+                "--pids-limit", str(limits.pids), "--log-driver", "none",
+            ]
+            for slot in range(limits.slots):
+                cmd += ["--tmpfs", f"/work/{slot}:rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=0700"]
+            cmd += [pool.image] + worker_args
+        else:
+            self.workdir = tempfile.mkdtemp(prefix="sandbox-process-")
+            cmd = [sys.executable, "-u", "-I", str(WORKER_PY), "--no-setuid", "--work-root", self.workdir] + worker_args
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL if pool.backend == "docker" else None, bufsize=0)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                msg = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            self.pool.events.put(("result", self, msg))
+        self.pool.events.put(("dead", self, None))
+
+    def send(self, batch: list[tuple[int, Job, int]]) -> bool:
+        """Hands jobs over in one write (each write crosses the Docker attach proxy)."""
+        if not self.inflight:
+            self.last_seen = time.monotonic()  # the hang clock starts when it has work
+        lines = []
+        for jid, job, attempt in batch:
+            self.inflight[jid] = (job, attempt)
+            lines.append(json.dumps({"id": jid, "program": job.program, "timeout": job.timeout}))
+        try:
+            self.proc.stdin.write(("\n".join(lines) + "\n").encode())
+            return True
+        except (BrokenPipeError, OSError):
+            return False
+
+    def kill(self):
+        self.dead = True
+        if self.pool.backend == "docker":
+            sandbox_image.docker("rm", "-f", self.name, check=False)
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+    def close(self, wait: float = 5.0):
+        """Closing stdin tells the worker to stop; the container is --rm and removes itself."""
+        self.dead = True
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        if self.pool.backend == "process":
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class SandboxPool:
+    """Judges programs in parallel. Use as a context manager; `run` yields (job, verdict) as they finish."""
+
+    def __init__(self, backend: str = "docker", workers: int | None = None, limits: Limits | None = None,
+                 max_retries: int = 2, hang_after_s: float = 60.0):
+        if backend not in BACKENDS:
+            raise UserError(f"unknown sandbox backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        self.backend = backend
+        self.limits = limits or Limits()
+        self.n_workers = workers or os.cpu_count() or 1
+        self.max_retries = max_retries
+        self.hang_after_s = hang_after_s
+        self.events: queue.Queue = queue.Queue()
+        self.replaced = 0
+        if backend == "docker":
+            self.image = sandbox_image.ensure_image()
+            remove_orphan_containers()
+        else:
+            print("WARNING: --sandbox process runs model-written code as ordinary processes on THIS host. "
+                  "It is not isolation: use it only on machines without Docker, for code you would run yourself.",
+                  file=sys.stderr, flush=True)
+        self.workers: list[_Worker] = []
+        starters = [threading.Thread(target=self._spawn, args=(i,)) for i in range(self.n_workers)]
+        for t in starters:
+            t.start()
+        for t in starters:
+            t.join()
+        self.workers.sort(key=lambda w: w.index)
+        self._next_index = self.n_workers
+        atexit.register(self.close)
+
+    def _spawn(self, index: int) -> _Worker:
+        w = _Worker(self, index)
+        self.workers.append(w)
+        return w
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        workers, self.workers = self.workers, []
+        for w in workers:
+            w.close()
+
+    def _replace(self, dead: _Worker) -> None:
+        self.workers = [w for w in self.workers if w is not dead]
+        self.replaced += 1
+        self._spawn(self._next_index)
+        self._next_index += 1
+
+    def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Verdict]]:
+        pending: deque[tuple[int, Job, int]] = deque((i, job, 0) for i, job in enumerate(jobs))
+        window = 2 * self.limits.slots  # jobs queued inside each worker, so it never waits on us
+        outstanding = len(pending)
+        while outstanding:
+            for w in list(self.workers):
+                room = 0 if w.dead else window - len(w.inflight)
+                batch = [pending.popleft() for _ in range(min(room, len(pending)))]
+                if batch and not w.send(batch):
+                    w.kill()  # its reader reports it dead; its jobs, these included, are re-queued
+            try:
+                kind, w, msg = self.events.get(timeout=1.0)
+            except queue.Empty:
+                self._kill_hung_workers()
+                continue
+            if kind == "result":
+                w.last_seen = time.monotonic()
+                job, _ = w.inflight.pop(msg["id"], (None, 0))
+                if job is None:
+                    continue
+                outstanding -= 1
+                yield job, Verdict(passed=bool(msg["passed"]), result=msg["result"],
+                                   output=msg.get("output", ""), elapsed=float(msg.get("elapsed", 0.0)))
+            elif kind == "dead" and w in self.workers:
+                w.kill()
+                held, w.inflight = w.inflight, {}
+                for jid, (job, attempt) in held.items():
+                    if attempt + 1 > self.max_retries:
+                        outstanding -= 1
+                        yield job, Verdict(False, "failed: sandbox error (worker died on every retry)")
+                    else:
+                        pending.appendleft((jid, job, attempt + 1))
+                self._replace(w)
+
+    def _kill_hung_workers(self):
+        now = time.monotonic()
+        for w in self.workers:
+            if w.inflight and now - w.last_seen > self.hang_after_s:
+                w.kill()
+            elif not w.inflight:
+                w.last_seen = now
+
+    def judge(self, jobs: Iterable[Job]) -> list[Verdict]:
+        """All verdicts, in input order."""
+        jobs = list(jobs)
+        index = {id(job): i for i, job in enumerate(jobs)}
+        out: list[Verdict | None] = [None] * len(jobs)
+        for job, verdict in self.run(jobs):
+            out[index[id(job)]] = verdict
+        return out  # type: ignore[return-value]
