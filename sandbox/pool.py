@@ -218,11 +218,14 @@ class SandboxPool:
 
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Verdict]]:
         pending: deque[tuple[int, Job, int]] = deque((i, job, 0) for i, job in enumerate(jobs))
-        window = 2 * self.limits.slots  # jobs queued inside each worker, so it never waits on us
+        # Jobs queued inside each worker so it never waits on us; refilled in batches (one write each).
+        window = 8 * self.limits.slots
         outstanding = len(pending)
         while outstanding:
             for w in list(self.workers):
-                room = 0 if w.dead else window - len(w.inflight)
+                room = 0 if w.dead or len(w.inflight) > window // 2 else window - len(w.inflight)
+                # near the end, spread what is left instead of queueing it all behind one worker
+                room = min(room, max(self.limits.slots, len(pending) // len(self.workers)))
                 batch = [pending.popleft() for _ in range(min(room, len(pending)))]
                 if batch and not w.send(batch):
                     w.kill()  # its reader reports it dead; its jobs, these included, are re-queued
