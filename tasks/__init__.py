@@ -4,7 +4,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.types import Task, UserError
@@ -17,6 +17,11 @@ class Suite:
     name: str
     tasks: tuple[Task, ...]
     source: str
+    all_ids: frozenset = field(default=frozenset(), compare=False)  # ids of the whole suite, before --limit
+
+    def __post_init__(self):
+        if not self.all_ids:
+            object.__setattr__(self, "all_ids", frozenset(t.task_id for t in self.tasks))
 
     @property
     def hash(self) -> str:
@@ -35,7 +40,7 @@ class Suite:
             return self
         if n < 1:
             raise UserError(f"--limit must be at least 1, got {n}")
-        return Suite(f"{self.name}[:{n}]", self.tasks[:n], self.source)
+        return Suite(f"{self.name}[:{n}]", self.tasks[:n], self.source, self.all_ids)
 
 
 def humaneval_path() -> Path:

@@ -304,13 +304,15 @@ def test_no_container_outlives_a_killed_owner(tmp_path):
     """))
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
-    name = owner.stdout.readline().strip()
-    deadline = time.time() + 30
-    while time.time() < deadline and docker("inspect", name, check=False).returncode != 0:
-        time.sleep(0.2)  # `docker run` creates the container in the background
-    assert docker("inspect", name, check=False).returncode == 0
-    owner.send_signal(signal.SIGKILL)
-    owner.wait()
+    try:
+        name = owner.stdout.readline().strip()
+        deadline = time.time() + 30
+        while time.time() < deadline and docker("inspect", name, check=False).returncode != 0:
+            time.sleep(0.2)  # `docker run` creates the container in the background
+        assert docker("inspect", name, check=False).returncode == 0
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
     deadline = time.time() + 20
     while time.time() < deadline and docker("inspect", name, check=False).returncode == 0:
         time.sleep(0.5)

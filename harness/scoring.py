@@ -1,0 +1,140 @@
+"""Scores samples in the sandbox: cached, resumable verdicts -> results.jsonl, summary.json and a pass@k table."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+from harness import __version__, atomic
+from harness.passk import pass_at_k
+from harness.types import Job, Sample, UserError
+from tasks import Suite
+
+VERDICTS = "verdicts.jsonl"  # append-only cache of finished verdicts: what lets a killed run resume
+RESULTS = "results.jsonl"
+SUMMARY = "summary.json"
+MANIFEST = "manifest.json"
+
+
+def check_output_dir(out_dir: Path, suite: Suite) -> None:
+    """One results directory belongs to one suite content hash; results are never mixed."""
+    manifest = out_dir / MANIFEST
+    if manifest.exists():
+        try:
+            held = json.loads(manifest.read_text())
+        except (OSError, json.JSONDecodeError):
+            raise UserError(f"{manifest} is unreadable: remove the directory {out_dir} or pick another --output-dir")
+        if held.get("suite_hash") != suite.hash:
+            raise UserError(f"{out_dir} holds results for suite {held.get('suite')!r} (hash {held.get('suite_hash')}), "
+                            f"not {suite.name!r} (hash {suite.hash}): use another --output-dir")
+    else:
+        atomic.write_json(manifest, {"suite": suite.name, "suite_hash": suite.hash})
+
+
+def sample_key(index: int, program: str, timeout: float) -> str:
+    digest = hashlib.sha1(f"{timeout}\0{program}".encode()).hexdigest()[:16]
+    return f"{index}:{digest}"
+
+
+def load_cached_verdicts(path: Path) -> dict[str, dict]:
+    cached = {}
+    if path.exists():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                    cached[row["key"]] = row
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a run killed mid-write leaves at most one torn line; it is judged again
+    return cached
+
+
+def result_kind(result: str) -> str:
+    """'failed: AssertionError: x' -> 'failed: AssertionError'; 'passed' and 'timed out' stay as they are."""
+    if result.startswith("failed: "):
+        return "failed: " + result[len("failed: "):].split(":")[0].split(" (")[0]
+    return result
+
+
+def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: Callable, timeout: float,
+          ks: list[int], meta: dict | None = None, notes: list[str] | None = None, sandbox: str = "docker") -> dict:
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out_dir, suite)
+    tasks = suite.by_id()
+    notes = list(notes or [])
+    programs = [s.program if s.program is not None else tasks[s.task_id].program(s.completion) for s in samples]
+    keys = [sample_key(i, p, timeout) for i, p in enumerate(programs)]
+    cached = load_cached_verdicts(out_dir / VERDICTS)
+    todo = [i for i, k in enumerate(keys) if k not in cached]
+
+    t0 = time.perf_counter()
+    if todo:
+        if len(todo) < len(samples):
+            print(f"resuming: {len(samples) - len(todo)} of {len(samples)} verdicts already in {out_dir / VERDICTS}",
+                  file=sys.stderr)
+        jobs = [Job(i, programs[i], timeout) for i in todo]
+        with make_pool() as pool, open(out_dir / VERDICTS, "a", encoding="utf-8") as log:
+            for job, v in tqdm(pool.run(jobs), total=len(jobs), desc="executing", unit="sample", file=sys.stderr):
+                row = {"key": keys[job.key], "passed": v.passed, "result": v.result, "elapsed": v.elapsed}
+                log.write(json.dumps(row) + "\n")
+                log.flush()  # written as it finishes: a killed run keeps everything judged so far
+                cached[row["key"]] = row
+    exec_s = time.perf_counter() - t0
+
+    rows, per_task, kinds = [], {}, Counter()
+    for s, k in zip(samples, keys):
+        v = cached[k]
+        rows.append({**s.fields, "passed": v["passed"], "result": v["result"]})
+        n, c = per_task.get(s.task_id, (0, 0))
+        per_task[s.task_id] = (n + 1, c + int(v["passed"]))
+        kinds[result_kind(v["result"])] += 1
+    atomic.write_jsonl(out_dir / RESULTS, rows)
+
+    missing = [t.task_id for t in suite.tasks if t.task_id not in per_task]
+    if missing:
+        notes.append(f"{len(missing)} of {len(suite.tasks)} task(s) had no sample and were not scored")
+    table, k_notes = pass_at_k(per_task, ks)
+    notes += k_notes
+    ns = sorted({n for n, _ in per_task.values()})
+    summary = {
+        **(meta or {}),
+        "suite": suite.name,
+        "suite_hash": suite.hash,
+        "tasks_scored": [t for t in suite.by_id() if t in per_task],
+        "tasks_missing": missing,
+        "samples": len(samples),
+        "samples_per_task": ns[0] if len(ns) == 1 else {"min": ns[0], "max": ns[-1]},
+        "timeout_s": timeout,
+        **{name: row["value"] for name, row in table.items()},
+        **{f"{name}_stderr": row["stderr"] for name, row in table.items()},
+        "result_counts": dict(kinds.most_common()),
+        "timings": {"execute_s": round(exec_s, 3), "executed": len(todo), "cached": len(samples) - len(todo)},
+        "sandbox": sandbox,
+        "harness_version": __version__,
+        "notes": notes,
+    }
+    atomic.write_json(out_dir / SUMMARY, summary)
+    return summary
+
+
+def format_table(summary: dict) -> str:
+    from tabulate import tabulate
+
+    ks = sorted(int(k.split("@")[1]) for k in summary if k.startswith("pass@") and not k.endswith("_stderr"))
+    rows = [[f"pass@{k}", f"{100 * summary[f'pass@{k}']:.2f}%", f"± {100 * summary[f'pass@{k}_stderr']:.2f}"]
+            for k in ks]
+    head = (f"{summary['suite']} (hash {summary['suite_hash']}): {len(summary['tasks_scored'])} tasks, "
+            f"{summary['samples']} samples, sandbox {summary['sandbox']}")
+    counts = ", ".join(f"{k}: {v}" for k, v in summary["result_counts"].items())
+    text = head + "\n" + tabulate(rows, headers=["metric", "value", "std. error"], tablefmt="github")
+    text += f"\nresults: {counts}"
+    for note in summary.get("notes", []):
+        text += f"\nnote: {note}"
+    return text
