@@ -35,8 +35,7 @@ def cmd_sandbox_build(args) -> int:
 
 
 def cmd_sandbox_check(args) -> int:
-    from tqdm import tqdm
-
+    from harness.progress import progress
     from tasks import load_suite
 
     suite = load_suite("humaneval")
@@ -45,7 +44,7 @@ def cmd_sandbox_check(args) -> int:
     with make_pool(args) as pool:
         start = time.perf_counter()
         failures = []
-        for job, verdict in tqdm(pool.run(jobs), total=len(jobs), desc="canonical solutions", unit="sample"):
+        for job, verdict in progress(pool.run(jobs), total=len(jobs), desc="canonical solutions", unit="sample"):
             if not verdict.passed:
                 failures.append((job.key, verdict.result))
         wall = time.perf_counter() - start

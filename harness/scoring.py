@@ -62,7 +62,7 @@ def result_kind(result: str) -> str:
 
 def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: Callable, timeout: float,
           ks: list[int], meta: dict | None = None, notes: list[str] | None = None, sandbox: str = "docker") -> dict:
-    from tqdm import tqdm
+    from harness.progress import progress
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +81,7 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
                   file=sys.stderr)
         jobs = [Job(i, programs[i], timeout) for i in todo]
         with make_pool() as pool, open(out_dir / VERDICTS, "a", encoding="utf-8") as log:
-            for job, v in tqdm(pool.run(jobs), total=len(jobs), desc="executing", unit="sample", file=sys.stderr):
+            for job, v in progress(pool.run(jobs), total=len(jobs), desc="executing", unit="sample"):
                 row = {"key": keys[job.key], "passed": v.passed, "result": v.result, "elapsed": v.elapsed}
                 log.write(json.dumps(row) + "\n")
                 log.flush()  # written as it finishes: a killed run keeps everything judged so far

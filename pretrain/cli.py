@@ -1,0 +1,127 @@
+"""The `pretrain` command line: corpus, tokenizer, train (run it under `accelerate launch` to scale out)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from harness.types import UserError
+
+
+def cmd_corpus(args) -> int:
+    from pretrain.corpus import DATA_SCIENCE_KEYWORDS, FilterConfig, build_corpus, default_sources, format_stats
+
+    tokenizer = None
+    if args.tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    keywords = tuple(k for k in (args.keywords or "").split(",") if k)
+    if args.data_science:
+        keywords = DATA_SCIENCE_KEYWORDS
+    cfg = FilterConfig(near_dedup=args.near_dedup, jaccard_threshold=args.jaccard, keywords=keywords,
+                       tokenizer=tokenizer, min_chars_per_token=args.min_chars_per_token)
+    sources = args.source or default_sources()
+    report = build_corpus(sources, args.out, cfg, valid_fraction=args.valid_fraction, max_files=args.max_files,
+                          seed=args.seed)
+    print(format_stats(report))
+    print(f"wrote {args.out}/train, {args.out}/valid (JSONL.gz shards) and {args.out}/stats.json")
+    return 0
+
+
+def cmd_tokenizer(args) -> int:
+    from pretrain.tokenizer import train_tokenizer
+
+    report = train_tokenizer(args.corpus, args.vocab_size, args.out, max_docs=args.max_docs)
+    print(f"tokenizer: vocab {report['vocab_size']}, {report['valid_chars_per_token']:.2f} characters per token on "
+          f"the valid split")
+    split = report["python_keywords_not_single_tokens"]
+    print(f"Python keywords that are not single tokens ({len(split)}): {', '.join(split) or 'none'}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from pretrain.train import TrainConfig, train
+
+    fields = TrainConfig.__dataclass_fields__
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    result = train(cfg)
+    if result["history"] and result["is_main"]:
+        last = result["history"][-1]
+        print(json.dumps({"steps": result["steps"], "tokens": result["tokens"], "n_params": result["n_params"],
+                          "train_loss": last["train_loss"], "valid_loss": last.get("valid_loss")}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pretrain", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("corpus", help="gather, clean and deduplicate Python files into train/valid shards")
+    p.add_argument("--source", nargs="+", help="directories of .py files, JSON/JSONL(.gz)/parquet files in the "
+                   "codeparrot layout, or a Hub dataset id (needs network); default: this Python's stdlib and "
+                   "site-packages")
+    p.add_argument("--out", required=True)
+    p.add_argument("--valid-fraction", type=float, default=0.05)
+    p.add_argument("--max-files", type=int, help="stop after this many input files")
+    p.add_argument("--near-dedup", action="store_true", help="MinHash LSH near-deduplication (datasketch)")
+    p.add_argument("--jaccard", type=float, default=0.85)
+    p.add_argument("--keywords", help="keep only files containing one of these comma-separated words")
+    p.add_argument("--data-science", action="store_true", help="the course's subset: pandas, sklearn, matplotlib, seaborn")
+    p.add_argument("--tokenizer", help="a trained tokenizer for the characters-per-token floor")
+    p.add_argument("--min-chars-per-token", type=float, default=1.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_corpus)
+
+    p = sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer on a corpus")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--vocab-size", type=int, default=32768)
+    p.add_argument("--out", required=True)
+    p.add_argument("--max-docs", type=int, help="train on at most this many documents")
+    p.set_defaults(func=cmd_tokenizer)
+
+    p = sub.add_parser("train", help="train a GPT-2 with Accelerate; every checkpoint is a commit on branch --run")
+    p.add_argument("--model", default="tiny", help="tiny, small, large, a config.json or a save_pretrained folder")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--repo", required=True, help="hub repo: a local path (created on first push) or hf://org/name")
+    p.add_argument("--run", required=True, help="the run's branch name")
+    p.add_argument("--max-steps", type=int, required=True)
+    p.add_argument("--save-every", type=int, required=True)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--batch-size", type=int, default=8, help="per process, per micro-batch")
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "linear", "constant_with_warmup"])
+    p.add_argument("--seq-length", type=int)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16", "fp16"])
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--keytoken-alpha", type=float, default=0.0, help="> 0: the course's key-token weighted loss")
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--eval-batches", type=int, default=16)
+    p.add_argument("--shuffle-buffer", type=int, default=256)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--max-grad-norm", type=float, default=1.0)
+    p.add_argument("--output-dir", help="accelerator state and TensorBoard logs (default runs/<run>)")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint is on the run's branch; continue with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

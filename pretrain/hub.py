@@ -1,0 +1,228 @@
+"""The checkpoint store, with Hugging Face Hub semantics: branch = training run, commit = checkpoint, `main` = gated.
+
+Two backends behind one small interface (`open_hub`): a local bare git repository (the embedded default), and
+`hf://org/name` through huggingface_hub (needs network). The rest of the code does not know which it talks to.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.types import UserError
+
+MAIN = "main"
+MARKER_KEY = "codeparrot-harness.hub"
+GIT_ENV = {"GIT_AUTHOR_NAME": "codeparrot-harness", "GIT_AUTHOR_EMAIL": "harness@localhost",
+           "GIT_COMMITTER_NAME": "codeparrot-harness", "GIT_COMMITTER_EMAIL": "harness@localhost",
+           "GIT_TERMINAL_PROMPT": "0"}
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    message: str
+    date: str
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "codeparrot-harness"))
+
+
+def open_hub(spec: str, create: bool = False):
+    """`hf://org/name` -> HFHub; anything else is a local path -> LocalHub (created when `create`)."""
+    if spec.startswith("hf://"):
+        return HFHub(spec[len("hf://"):], create=create)
+    return LocalHub(spec, create=create)
+
+
+def check_repo(spec: str) -> None:
+    """Raises the user error for a local path that exists but is not a hub repository; creates nothing."""
+    if spec.startswith("hf://"):
+        return
+    path = Path(spec)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())) and not LocalHub.is_hub_path(path):
+        raise UserError(f"--repo {path.resolve()} exists but is not a hub repository: pass a new path "
+                        "(it is created on the first push) or an existing hub repo")
+
+
+class LocalHub:
+    """A bare git repository. Each push writes objects first and moves the branch ref last, atomically
+    (compare-and-swap with `git update-ref`), so a crash mid-push leaves only unreferenced objects."""
+
+    def __init__(self, path: str | Path, create: bool = False):
+        self.path = Path(path).resolve()
+        self.url = str(self.path)
+        if self._is_hub():
+            return
+        check_repo(str(self.path))
+        if not create:
+            raise UserError(f"no hub repository at {self.path}: train a run first (`pretrain train --repo {path}`) "
+                            "or pass --repo with an existing hub")
+        self._create()
+
+    # ---- git plumbing -------------------------------------------------------------------------
+    def _git(self, *args: str, input: bytes | None = None, env: dict | None = None, check: bool = True) -> str:
+        r = subprocess.run(["git", "--git-dir", str(self.path), *args], input=input, capture_output=True,
+                           env={**os.environ, **GIT_ENV, **(env or {})})
+        if check and r.returncode != 0:
+            raise RuntimeError(f"git {' '.join(args)} failed: {r.stderr.decode(errors='replace').strip()}")
+        return r.stdout.decode(errors="replace").strip()
+
+    @staticmethod
+    def is_hub_path(path: Path) -> bool:
+        if not (path / "HEAD").exists():
+            return False
+        r = subprocess.run(["git", "--git-dir", str(path), "config", "--get", MARKER_KEY], capture_output=True, text=True)
+        return r.stdout.strip() == "true"
+
+    def _is_hub(self) -> bool:
+        return self.is_hub_path(self.path)
+
+    def _create(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "init", "--bare", "-q", "-b", MAIN, str(self.path)], check=True, capture_output=True)
+        self._git("config", MARKER_KEY, "true")
+        readme = self._git("hash-object", "-w", "--stdin", input=b"# Checkpoint hub\n\nBranch = training run, "
+                           b"commit = checkpoint, main = what passed `harness gate`.\n")
+        tree = self._git("mktree", input=f"100644 blob {readme}\tREADME.md\n".encode())
+        commit = self._git("commit-tree", tree, "-m", "initial commit")
+        self._git("update-ref", f"refs/heads/{MAIN}", commit, "0" * 40)
+
+    def _check_branch_name(self, branch: str) -> None:
+        r = subprocess.run(["git", "check-ref-format", "--branch", branch], capture_output=True)
+        if r.returncode != 0:
+            raise UserError(f"{branch!r} is not a valid branch name: use letters, digits, '-', '_', '/' and '.'")
+
+    # ---- interface ----------------------------------------------------------------------------
+    def branches(self) -> list[str]:
+        out = self._git("for-each-ref", "--format=%(refname:short)", "refs/heads/")
+        return sorted(b for b in out.splitlines() if b)
+
+    def head(self, branch: str) -> str | None:
+        sha = self._git("rev-parse", "--verify", "-q", f"refs/heads/{branch}^{{commit}}", check=False)
+        return sha or None
+
+    def commits(self, branch: str) -> list[Commit]:
+        """Newest first."""
+        if self.head(branch) is None:
+            raise UserError(f"no branch {branch!r} in {self.url}; branches: {', '.join(self.branches()) or 'none'}")
+        out = self._git("log", "--format=%H%x00%s%x00%cI", f"refs/heads/{branch}")
+        return [Commit(*line.split("\0")) for line in out.splitlines() if line]
+
+    def resolve(self, branch: str, commit: str | None = None) -> str:
+        """Full sha of the branch head, or of `commit` (a short sha allowed) on that branch."""
+        history = self.commits(branch)
+        if commit is None:
+            return history[0].sha
+        matches = [c.sha for c in history if c.sha.startswith(commit.lower())]
+        if len(matches) != 1:
+            listing = ", ".join(f"{c.sha[:8]} ({c.message})" for c in history[:10])
+            what = "is ambiguous" if matches else "is not"
+            raise UserError(f"commit {commit!r} {what} on branch {branch!r}; its commits: {listing}")
+        return matches[0]
+
+    def push(self, branch: str, folder: str | Path, message: str) -> str:
+        """One new commit on `branch` (created from main) whose tree is exactly `folder`."""
+        self._check_branch_name(branch)
+        old = self.head(branch)
+        parent = old or self.head(MAIN)
+        with tempfile.TemporaryDirectory(prefix="hub-index-") as tmp:
+            env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+            self._git("--work-tree", str(folder), "add", "-A", "--force", ".", env=env)
+            tree = self._git("write-tree", env=env)
+        commit = self._git("commit-tree", tree, "-p", parent, "-m", message)
+        self._git("update-ref", f"refs/heads/{branch}", commit, old or "0" * 40)  # the only visible step
+        return commit
+
+    def merge_into_main(self, branch: str, commit: str, message: str) -> str:
+        """Makes main hold `commit`'s checkpoint: a fast-forward when possible, else a merge commit whose tree
+        is the checkpoint's (a checkpoint replaces the previous one, it is not combined with it)."""
+        old = self.head(MAIN)
+        is_ancestor = subprocess.run(["git", "--git-dir", str(self.path), "merge-base", "--is-ancestor", old, commit],
+                                     capture_output=True).returncode == 0
+        new = commit if is_ancestor else self._git("commit-tree", f"{commit}^{{tree}}", "-p", old, "-p", commit,
+                                                   "-m", message)
+        self._git("update-ref", f"refs/heads/{MAIN}", new, old)
+        return new
+
+    def read_file(self, commit: str, path: str) -> bytes | None:
+        r = subprocess.run(["git", "--git-dir", str(self.path), "show", f"{commit}:{path}"], capture_output=True)
+        return r.stdout if r.returncode == 0 else None
+
+    def materialize(self, commit: str) -> Path:
+        """A read-only local folder with the commit's files (cached by sha), for from_pretrained."""
+        dest = cache_root() / "checkouts" / commit
+        if dest.exists():
+            return dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{commit[:12]}-", dir=dest.parent))
+        try:
+            archive = subprocess.run(["git", "--git-dir", str(self.path), "archive", "--format=tar", commit],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+            os.replace(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return dest
+
+
+class HFHub:
+    """`hf://org/name` on the Hugging Face Hub (needs network and a token with write access to push)."""
+
+    def __init__(self, repo_id: str, create: bool = False):
+        from huggingface_hub import HfApi
+
+        self.repo_id = repo_id
+        self.url = f"hf://{repo_id}"
+        self.api = HfApi()
+        if create:
+            self.api.create_repo(repo_id, exist_ok=True)
+
+    def branches(self) -> list[str]:
+        return sorted(b.name for b in self.api.list_repo_refs(self.repo_id).branches)
+
+    def head(self, branch: str) -> str | None:
+        for b in self.api.list_repo_refs(self.repo_id).branches:
+            if b.name == branch:
+                return b.target_commit
+        return None
+
+    def commits(self, branch: str) -> list[Commit]:
+        if self.head(branch) is None:
+            raise UserError(f"no branch {branch!r} in {self.url}; branches: {', '.join(self.branches()) or 'none'}")
+        return [Commit(c.commit_id, c.title, c.created_at.isoformat())
+                for c in self.api.list_repo_commits(self.repo_id, revision=branch)]
+
+    def resolve(self, branch: str, commit: str | None = None) -> str:
+        return LocalHub.resolve(self, branch, commit)  # same rules, over this backend's commits()
+
+    def push(self, branch: str, folder: str | Path, message: str) -> str:
+        self.api.create_branch(self.repo_id, branch=branch, revision=MAIN, exist_ok=True)
+        info = self.api.upload_folder(repo_id=self.repo_id, folder_path=str(folder), revision=branch,
+                                      commit_message=message, delete_patterns="*")
+        return info.oid
+
+    def merge_into_main(self, branch: str, commit: str, message: str) -> str:
+        folder = self.materialize(commit)
+        info = self.api.upload_folder(repo_id=self.repo_id, folder_path=str(folder), revision=MAIN,
+                                      commit_message=message, delete_patterns="*")
+        return info.oid
+
+    def read_file(self, commit: str, path: str) -> bytes | None:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.utils import EntryNotFoundError
+
+        try:
+            return Path(hf_hub_download(self.repo_id, path, revision=commit)).read_bytes()
+        except EntryNotFoundError:
+            return None
+
+    def materialize(self, commit: str) -> Path:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(self.repo_id, revision=commit))

@@ -1,0 +1,45 @@
+"""GPT-2 configs for CodeParrot-style models, defined in code (nothing downloaded): tiny, small (124M), large (1.5B)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.types import UserError
+
+# CodeParrot's stability options: scale attention by 1/layer index and upcast/reorder the attention
+# product (the latter applies to the eager attention path, which fp16 training of the large model uses).
+STABILITY = {"scale_attn_by_inverse_layer_idx": True, "reorder_and_upcast_attn": True}
+PRESETS = {
+    # A few million parameters: trains for real on a 2-core CPU in minutes.
+    "tiny": {"n_embd": 128, "n_layer": 4, "n_head": 4, "n_positions": 256},
+    # GPT-2 124M class, like codeparrot-small.
+    "small": {"n_embd": 768, "n_layer": 12, "n_head": 12, "n_positions": 1024},
+    # GPT-2 XL 1.5B class, like codeparrot.
+    "large": {"n_embd": 1600, "n_layer": 48, "n_head": 25, "n_positions": 1024},
+}
+
+
+def make_config(model: str, tokenizer):
+    """`model` is a preset name, a config.json, or a save_pretrained folder; vocab = len(tokenizer)."""
+    from transformers import AutoConfig, GPT2Config
+
+    ids = {"vocab_size": len(tokenizer), "bos_token_id": tokenizer.eos_token_id, "eos_token_id": tokenizer.eos_token_id}
+    if model in PRESETS:
+        return GPT2Config(**PRESETS[model], **STABILITY, **ids)
+    path = Path(model)
+    if path.is_file() and path.suffix == ".json":
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}: not valid JSON ({exc.msg})")
+        return GPT2Config(**{**raw, **ids})
+    if path.is_dir() and (path / "config.json").exists():
+        config = AutoConfig.from_pretrained(path)
+        for k, v in ids.items():
+            setattr(config, k, v)
+        return config
+    raise UserError(f"unknown model {model!r}: use one of {', '.join(PRESETS)}, a config.json or a save_pretrained folder")
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())

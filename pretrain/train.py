@@ -1,0 +1,375 @@
+"""The Accelerate training loop: one file, top to bottom. The same code runs on this CPU and under
+`accelerate launch` on many GPUs; every checkpoint becomes a commit on the run's branch of the hub.
+
+Order of business: config -> data (ConstantLengthDataset) -> model -> optimizer/schedule -> loop
+(accumulate, clip, step, log, validate, checkpoint) -> done.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from harness import atomic
+from harness.types import UserError
+from pretrain.corpus import data_files, iter_contents
+
+# The course's data-science key tokens for the optional weighted loss.
+KEYTOKENS = ("plt", "pd", "sk", "fit", "predict", " plt", " pd", " sk", " fit", " predict")
+
+
+@dataclass
+class TrainConfig:
+    model: str
+    tokenizer: str
+    corpus: str
+    repo: str
+    run: str
+    max_steps: int
+    save_every: int
+    resume: bool = False
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 5e-4
+    weight_decay: float = 0.1
+    warmup_steps: int = 0
+    schedule: str = "cosine"
+    seq_length: int | None = None  # default: the model's context
+    seed: int = 1
+    mixed_precision: str = "auto"  # auto -> bf16 on AMX CPUs and recent GPUs, fp16 on older GPUs
+    gradient_checkpointing: bool = False
+    keytoken_alpha: float = 0.0  # > 0 turns on the course's key-token weighted loss
+    eval_every: int | None = None  # default: save_every
+    eval_batches: int = 16
+    shuffle_buffer: int = 256
+    num_workers: int = 0
+    max_grad_norm: float = 1.0
+    output_dir: str | None = None  # accelerator state, TensorBoard logs; default runs/<run>
+
+
+class ConstantLengthDataset(IterableDataset):
+    """Streams documents, joins them with EOS, cuts exact `seq_length` chunks and shuffles them in a buffer.
+
+    Sharding: documents are dealt round-robin to (process, dataloader worker) pairs, so every document is
+    seen by exactly one of them. The shuffle buffer is seeded per shard, so the order is reproducible (which
+    is what lets --resume land on the same data position).
+    """
+
+    def __init__(self, tokenizer, files, seq_length, shuffle_buffer=256, seed=0, infinite=True,
+                 process_index=0, num_processes=1):
+        self.tokenizer = tokenizer
+        self.files = files
+        self.seq_length = seq_length
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        self.infinite = infinite
+        self.process_index = process_index
+        self.num_processes = num_processes
+        self.eos = tokenizer.eos_token_id
+
+    def _shard(self):
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        return self.process_index * workers + worker, self.num_processes * workers
+
+    def _chunks(self, shard, n_shards):
+        buffer: list[int] = []
+        while True:  # one pass over the files per epoch
+            produced = False
+            batch = []
+            for i, text in enumerate(iter_contents(self.files)):
+                if i % n_shards != shard:
+                    continue
+                batch.append(text)
+                if len(batch) == 32:
+                    yield from self._cut(batch, buffer)
+                    produced = True
+                    batch = []
+            if batch:
+                yield from self._cut(batch, buffer)
+                produced = True
+            if not self.infinite or not produced:
+                return
+
+    def _cut(self, texts, buffer):
+        # The Rust tokenizer directly: batched, and no "longer than the model's maximum" warnings for documents
+        # that are about to be cut into chunks anyway.
+        for enc in self.tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False):
+            buffer.extend(enc.ids)
+            buffer.append(self.eos)
+            while len(buffer) >= self.seq_length:
+                yield torch.tensor(buffer[: self.seq_length], dtype=torch.long)
+                del buffer[: self.seq_length]
+
+    def __iter__(self):
+        shard, n_shards = self._shard()
+        rng = random.Random(f"{self.seed}:{shard}")
+        pool = []
+        for chunk in self._chunks(shard, n_shards):
+            if len(pool) < self.shuffle_buffer:
+                pool.append(chunk)
+                continue
+            i = rng.randrange(len(pool))
+            pool[i], chunk = chunk, pool[i]
+            yield chunk
+        rng.shuffle(pool)
+        yield from pool
+
+
+def param_groups(model, weight_decay):
+    """AdamW groups: no decay on biases and LayerNorm weights (as in the course)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "ln_" in name or name.endswith(".bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def keytoken_weighted_loss(logits, input_ids, keytoken_ids, alpha):
+    """The course's weighted loss: per-sample token-mean loss, weighted by 1 + alpha * (key tokens in the sample)."""
+    shift_logits = logits[..., :-1, :].contiguous()  # (B, T-1, V)
+    shift_labels = input_ids[..., 1:].contiguous()  # (B, T-1)
+    loss = torch.nn.functional.cross_entropy(shift_logits.view(-1, shift_logits.size(-1)).float(),
+                                             shift_labels.view(-1), reduction="none")
+    per_sample = loss.view(shift_logits.size(0), -1).mean(dim=1)  # (B,)
+    counts = torch.stack([(input_ids == t).sum(dim=1) for t in keytoken_ids]).sum(dim=0)  # (B,)
+    weights = 1.0 + alpha * counts.float()
+    return (per_sample * weights).sum() / weights.sum()
+
+
+def pick_mixed_precision(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    amx = getattr(torch._C._cpu, "_is_amx_tile_supported", lambda: False)()
+    return "bf16" if amx else "no"
+
+
+def peak_matmul_flops(dtype: torch.dtype, device: torch.device) -> float:
+    """Measured peak of this device for square matmuls in `dtype`: the denominator of MFU."""
+    n = 2048 if device.type == "cuda" else 1024
+    g = torch.Generator(device=device).manual_seed(0)  # private: the global RNG drives dropout and must not move
+    a = torch.randn(n, n, device=device, dtype=dtype, generator=g)
+    b = torch.randn(n, n, device=device, dtype=dtype, generator=g)
+    best = float("inf")
+    for _ in range(5):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - t) / 4)
+    return 2 * n**3 / best
+
+
+def flops_per_token(config, n_params: int, seq_length: int) -> float:
+    """Training FLOPs per token: 6N for the weights plus 12 * layers * width * context for attention (PaLM, app. B)."""
+    return 6 * n_params + 12 * config.n_layer * config.n_embd * seq_length
+
+
+@torch.no_grad()
+def evaluate_loss(model, accelerator, dataloader, max_batches):
+    """Token-weighted mean loss over the validation chunks; perplexity that cannot overflow."""
+    model.eval()
+    total_loss = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+    total_tokens = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+    for i, batch in enumerate(dataloader):
+        if i >= max_batches:
+            break
+        batch = batch.to(accelerator.device)
+        loss = model(input_ids=batch, labels=batch).loss.double()
+        n = batch.size(0) * (batch.size(1) - 1)
+        total_loss += loss * n
+        total_tokens += n
+    total_loss = accelerator.reduce(total_loss, "sum")
+    total_tokens = accelerator.reduce(total_tokens, "sum")
+    model.train()
+    loss = (total_loss / total_tokens.clamp(min=1)).item()
+    try:
+        ppl = math.exp(loss)
+    except OverflowError:
+        ppl = float("inf")
+    return loss, ppl
+
+
+def train(cfg: TrainConfig) -> dict:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
+
+    from harness.progress import progress
+
+    from pretrain.hub import check_repo, open_hub
+    from pretrain.models import count_parameters, make_config
+
+    # ---- config -------------------------------------------------------------------------------
+    if cfg.max_steps < 1 or cfg.save_every < 1:
+        raise UserError("--max-steps and --save-every must be at least 1")
+    out_dir = Path(cfg.output_dir or Path("runs") / cfg.run)
+    state_dir = out_dir / "state"
+    if cfg.resume and not (state_dir / "trainer_state.json").exists():
+        raise UserError(f"--resume: nothing to resume in {state_dir} (no saved state for run {cfg.run!r}): "
+                        "drop --resume to start the run, or pass the --output-dir of the run")
+    precision = pick_mixed_precision(cfg.mixed_precision)
+    # cpu=True without a GPU: under `accelerate launch --multi_gpu --num_processes N` (or torchrun) on a
+    # CPU-only machine, Accelerate then sets up MULTI_CPU with gloo instead of N independent runs.
+    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum,
+                              log_with="tensorboard", project_dir=str(out_dir), cpu=not torch.cuda.is_available())
+    set_seed(cfg.seed)
+    check_repo(cfg.repo)  # on every rank, so a bad --repo stops all of them, not only the one that pushes
+    hub = open_hub(cfg.repo, create=True) if accelerator.is_main_process else None
+
+    # ---- data ---------------------------------------------------------------------------------
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load a tokenizer from {cfg.tokenizer} ({type(exc).__name__}): "
+                        "train one with `pretrain tokenizer --corpus DIR --out DIR`")
+    files = data_files(cfg.corpus)
+    config = make_config(cfg.model, tokenizer)
+    seq_length = cfg.seq_length or config.n_positions
+    if seq_length > config.n_positions:
+        raise UserError(f"--seq-length {seq_length} exceeds the model's context ({config.n_positions})")
+    if not files["valid"]:
+        raise UserError(f"{cfg.corpus} has no valid shards: rebuild it with `pretrain corpus`")
+    probe = ConstantLengthDataset(tokenizer, files["train"], seq_length, shuffle_buffer=1, infinite=False)
+    if next(iter(probe), None) is None:
+        raise UserError(f"corpus {cfg.corpus} is too small for one sequence of {seq_length} tokens: "
+                        "add sources or lower --seq-length")
+    shard = dict(process_index=accelerator.process_index, num_processes=accelerator.num_processes)
+    train_ds = ConstantLengthDataset(tokenizer, files["train"], seq_length, cfg.shuffle_buffer, cfg.seed, **shard)
+    valid_ds = ConstantLengthDataset(tokenizer, files["valid"], seq_length, 1, cfg.seed, infinite=False, **shard)
+    # A private generator: creating the iterator must not consume the global RNG, or a resumed run's dropout
+    # masks would differ from an uninterrupted run's.
+    train_dl = DataLoader(train_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                          generator=torch.Generator().manual_seed(cfg.seed))
+    valid_dl = DataLoader(valid_ds, batch_size=cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed))
+
+    # ---- model --------------------------------------------------------------------------------
+    model = AutoModelForCausalLM.from_config(config)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    n_params = count_parameters(model)
+
+    # ---- optimizer and schedule ----------------------------------------------------------------
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    scheduler = get_scheduler(cfg.schedule, optimizer, num_warmup_steps=cfg.warmup_steps,
+                              num_training_steps=cfg.max_steps)
+    # The dataloaders stay ours: ConstantLengthDataset shards itself across processes and workers.
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    accelerator.register_for_checkpointing(scheduler)
+
+    step, tokens = 0, 0
+    if cfg.resume:
+        accelerator.load_state(str(state_dir))
+        saved = json.loads((state_dir / "trainer_state.json").read_text())
+        step, tokens = saved["step"], saved["tokens"]
+        accelerator.print(f"resumed run {cfg.run!r} at step {step} ({tokens} tokens)")
+    accelerator.init_trackers(cfg.run.replace("/", "_"), config={k: v for k, v in asdict(cfg).items()
+                                                                  if isinstance(v, (int, float, str, bool))})
+
+    keytoken_ids = []
+    if cfg.keytoken_alpha > 0:
+        for t in KEYTOKENS:
+            ids = tokenizer(t, add_special_tokens=False)["input_ids"]
+            if len(ids) == 1:
+                keytoken_ids.append(ids[0])
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    peak = peak_matmul_flops(dtype, accelerator.device) * accelerator.num_processes
+    fpt = flops_per_token(config, n_params, seq_length)
+    tokens_per_step = cfg.batch_size * seq_length * cfg.grad_accum * accelerator.num_processes
+
+    # ---- loop ---------------------------------------------------------------------------------
+    batches = iter(train_dl)
+    for _ in range(step * cfg.grad_accum):  # back to the data position of the saved step
+        next(batches)
+    model.train()
+    bar = progress(total=cfg.max_steps, initial=step, desc=f"train {cfg.run}", unit="step",
+                   disable=not accelerator.is_local_main_process)
+    eval_every = cfg.eval_every or cfg.save_every
+    history = []
+    t_last, tokens_last = time.perf_counter(), tokens
+    while step < cfg.max_steps:
+        running = 0.0
+        for _ in range(cfg.grad_accum):
+            batch = next(batches).to(accelerator.device)  # (B, T)
+            with accelerator.accumulate(model):
+                out = model(input_ids=batch, labels=batch if not keytoken_ids else None)
+                if keytoken_ids:
+                    loss = keytoken_weighted_loss(out.logits, batch, keytoken_ids, cfg.keytoken_alpha)
+                else:
+                    # Every chunk has exactly seq_length tokens, so the mean over micro-batches (what
+                    # accelerator.backward's 1/grad_accum scaling gives) is the true token mean.
+                    loss = out.loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            running += loss.detach().float().item() / cfg.grad_accum
+        step += 1
+        tokens += tokens_per_step
+        train_loss = accelerator.reduce(torch.tensor(running, device=accelerator.device), "mean").item()
+
+        now = time.perf_counter()
+        tok_s = (tokens - tokens_last) / max(now - t_last, 1e-9)
+        mfu = tok_s * fpt / peak
+        t_last, tokens_last = now, tokens
+        bar.update(1)
+        bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_s:,.0f}", mfu=f"{100 * mfu:.1f}%", refresh=False)
+        logs = {"train/loss": train_loss, "train/lr": scheduler.get_last_lr()[0], "perf/tokens_per_s": tok_s,
+                "perf/mfu": mfu}
+
+        is_save = step % cfg.save_every == 0 or step == cfg.max_steps
+        valid = None
+        if step % eval_every == 0 or is_save:
+            valid_loss, ppl = evaluate_loss(model, accelerator, valid_dl, cfg.eval_batches)
+            valid = {"valid_loss": valid_loss, "valid_perplexity": ppl}
+            logs.update({"valid/loss": valid_loss, "valid/perplexity": ppl})
+            accelerator.print(f"step {step}: train loss {train_loss:.4f}, valid loss {valid_loss:.4f}, "
+                              f"perplexity {ppl:.2f}, {tok_s:,.0f} tokens/s, MFU {100 * mfu:.1f}%")
+        accelerator.log(logs, step=step)
+        history.append({"step": step, "tokens": tokens, "train_loss": train_loss, **(valid or {})})
+        if is_save:
+            state = {"run": cfg.run, "step": step, "tokens": tokens, "train_loss": train_loss, **valid,
+                     "n_params": n_params, "seq_length": seq_length, "mixed_precision": precision,
+                     "world_size": accelerator.num_processes}
+            save_checkpoint(accelerator, model, tokenizer, hub, cfg, state, state_dir)
+    bar.close()
+    accelerator.end_training()
+    return {"steps": step, "tokens": tokens, "history": history, "n_params": n_params,
+            "is_main": accelerator.is_main_process}
+
+
+def save_checkpoint(accelerator, model, tokenizer, hub, cfg, state, state_dir):
+    """A save_pretrained folder + training_state.json as one commit `step N` on branch `run`; then the
+    accelerator state (model, optimizer, scheduler, RNG) for --resume, written beside it, then renamed in."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        folder = state_dir.parent / f".checkpoint-{state['step']}"
+        shutil.rmtree(folder, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        atomic.write_json(folder / "training_state.json", state)
+        state["commit"] = hub.push(cfg.run, folder, f"step {state['step']}")
+        shutil.rmtree(folder, ignore_errors=True)
+    tmp = state_dir.with_name(state_dir.name + ".tmp")
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        atomic.write_json(tmp / "trainer_state.json", state)
+        shutil.rmtree(state_dir, ignore_errors=True)
+        tmp.rename(state_dir)
+        accelerator.print(f"checkpoint step {state['step']} -> {cfg.repo} branch {cfg.run} commit {state['commit'][:10]}")
+    accelerator.wait_for_everyone()
