@@ -227,7 +227,6 @@ def train(cfg: TrainConfig) -> dict:
                               log_with="tensorboard", project_dir=str(out_dir), cpu=not torch.cuda.is_available())
     set_seed(cfg.seed)
     check_repo(cfg.repo)  # on every rank, so a bad --repo stops all of them, not only the one that pushes
-    hub = open_hub(cfg.repo, create=True) if accelerator.is_main_process else None
 
     # ---- data ---------------------------------------------------------------------------------
     try:
@@ -246,6 +245,7 @@ def train(cfg: TrainConfig) -> dict:
     if next(iter(probe), None) is None:
         raise UserError(f"corpus {cfg.corpus} is too small for one sequence of {seq_length} tokens: "
                         "add sources or lower --seq-length")
+    hub = open_hub(cfg.repo, create=True) if accelerator.is_main_process else None  # inputs are valid now
     shard = dict(process_index=accelerator.process_index, num_processes=accelerator.num_processes)
     train_ds = ConstantLengthDataset(tokenizer, files["train"], seq_length, cfg.shuffle_buffer, cfg.seed, **shard)
     valid_ds = ConstantLengthDataset(tokenizer, files["valid"], seq_length, 1, cfg.seed, infinite=False, **shard)
