@@ -48,7 +48,7 @@ def tokenizer_report(tok, valid_files: list[str], max_docs: int = 500) -> dict:
     chars = tokens = 0
     for text in islice(iter_contents(valid_files), max_docs):
         chars += len(text)
-        tokens += len(tok(text)["input_ids"])
+        tokens += len(tok.backend_tokenizer.encode(text, add_special_tokens=False).ids)
     split_keywords = [kw for kw in keyword.kwlist if len(tok(kw)["input_ids"]) > 1]
     return {"vocab_size": len(tok), "valid_chars_per_token": chars / max(1, tokens),
             "python_keywords_not_single_tokens": split_keywords}

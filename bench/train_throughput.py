@@ -1,0 +1,119 @@
+"""Training throughput: our Accelerate loop vs transformers' Trainer (its default fp32), same model, data and batch.
+
+Both run in this one invocation, each in a fresh subprocess, on the tiny and the small config. Prints tokens/s,
+MFU (model FLOPs over this CPU's measured peak matmul rate in the dtype each uses) and the train loss after the
+same number of tokens. Last line: speedup_vs_trainer on the tiny config.
+    python bench/train_throughput.py [--steps-tiny 40] [--steps-small 4] [--skip-small]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+WORKER = r'''
+import json, sys, time, torch
+spec = json.loads(sys.argv[1])
+from transformers import AutoTokenizer
+from pretrain.corpus import data_files
+from pretrain.models import make_config, count_parameters
+from pretrain.train import ConstantLengthDataset, flops_per_token, peak_matmul_flops
+tok = AutoTokenizer.from_pretrained(spec["tokenizer"])
+config = make_config(spec["model"], tok)
+files = data_files(spec["corpus"])
+seq = spec["seq_length"]
+if spec["which"] == "ours":
+    from pretrain.train import TrainConfig, train
+    cfg = TrainConfig(model=spec["model"], tokenizer=spec["tokenizer"], corpus=spec["corpus"], repo=spec["repo"],
+                      run=spec["run"], max_steps=spec["steps"], save_every=10**9, batch_size=spec["batch"],
+                      seq_length=seq, lr=spec["lr"], eval_every=10**9, eval_batches=1,
+                      output_dir=spec["out"])
+    result = train(cfg)
+    hist = result["history"]
+    times, losses, n_params, dtype = [h["time"] for h in hist], [h["train_loss"] for h in hist], result["n_params"], torch.bfloat16 if result["precision"] == "bf16" else torch.float32
+else:
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, TrainerCallback
+    from torch.utils.data import IterableDataset
+    class AsDicts(IterableDataset):
+        def __init__(self, ds): self.ds = ds
+        def __iter__(self):
+            for t in self.ds: yield {"input_ids": t, "labels": t}
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_config(config)
+    n_params = count_parameters(model)
+    ds = AsDicts(ConstantLengthDataset(tok, files["train"], seq, 256, 1))
+    times, losses = [], []
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw): times.append(time.perf_counter())
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs: losses.append(logs["loss"])
+    args = TrainingArguments(output_dir=spec["out"], max_steps=spec["steps"], per_device_train_batch_size=spec["batch"],
+                             learning_rate=spec["lr"], weight_decay=0.1, lr_scheduler_type="cosine", max_grad_norm=1.0,
+                             logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, seed=1,
+                             dataloader_num_workers=0, disable_tqdm=True)
+    Trainer(model=model, args=args, train_dataset=ds, callbacks=[Clock()]).train()
+    dtype = torch.float32
+k = spec["warm"]
+tokens = (len(times) - 1 - k) * spec["batch"] * seq
+tok_s = tokens / (times[-1] - times[k])
+peak = peak_matmul_flops(dtype, torch.device("cpu"))
+mfu = tok_s * flops_per_token(config, n_params, seq) / peak
+tail = losses[-5:]
+print(json.dumps({"tok_s": tok_s, "mfu": mfu, "loss": sum(tail) / len(tail), "tokens": len(losses) * spec["batch"] * seq,
+                  "dtype": str(dtype).split(".")[-1], "n_params": n_params}))
+'''
+
+
+def run(spec):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    r = subprocess.run([sys.executable, "-c", WORKER, json.dumps(spec)], capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        sys.exit(f"{spec['which']} {spec['model']} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--steps-tiny", type=int, default=40)
+    ap.add_argument("--steps-small", type=int, default=4)
+    ap.add_argument("--skip-small", action="store_true")
+    ap.add_argument("--corpus-files", type=int, default=800)
+    args = ap.parse_args()
+    sys.path.insert(0, ROOT)
+    import sysconfig
+
+    from pretrain.corpus import FilterConfig, build_corpus
+    from pretrain.tokenizer import train_tokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus, tok = os.path.join(tmp, "corpus"), os.path.join(tmp, "tok")
+        build_corpus([sysconfig.get_paths()["stdlib"]], corpus, FilterConfig(), valid_fraction=0.05,
+                     max_files=args.corpus_files)
+        train_tokenizer(corpus, 8192, tok)
+        configs = [("tiny", args.steps_tiny, 8, 256, 10)]
+        if not args.skip_small:
+            configs.append(("small", args.steps_small, 2, 1024, 1))
+        rows, speedups = [], {}
+        for model, steps, batch, seq, warm in configs:
+            results = {}
+            for which in ("trainer", "ours"):
+                spec = {"which": which, "model": model, "tokenizer": tok, "corpus": corpus, "steps": steps,
+                        "batch": batch, "seq_length": seq, "lr": 5e-4, "warm": warm,
+                        "repo": os.path.join(tmp, f"hub-{model}"), "run": f"bench-{model}",
+                        "out": os.path.join(tmp, f"out-{which}-{model}")}
+                results[which] = run(spec)
+                r = results[which]
+                rows.append(f"{model:6s} {which:8s} {r['dtype']:9s} {r['tok_s']:10,.0f} tok/s  MFU {100 * r['mfu']:5.1f}%  "
+                            f"loss after {r['tokens']:,} tokens: {r['loss']:.3f}")
+                print(rows[-1], flush=True)
+            speedups[model] = results["ours"]["tok_s"] / results["trainer"]["tok_s"]
+            print(f"{model}: ours / Trainer tokens/s = {speedups[model]:.2f}", flush=True)
+    print(f"speedup_vs_trainer: {speedups['tiny']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
