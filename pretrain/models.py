@@ -16,7 +16,7 @@ NO_DROPOUT = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
 PRESETS = {
     # A few million parameters: trains for real on a 2-core CPU in minutes. 256 wide so that its matmuls are
     # large enough for bf16 (AMX) to pay off; head size 64 as in every GPT-2.
-    "tiny": {"n_embd": 256, "n_layer": 4, "n_head": 4, "n_positions": 256},
+    "tiny": {"n_embd": 256, "n_layer": 4, "n_head": 4, "n_positions": 512},
     # GPT-2 124M class, like codeparrot-small.
     "small": {"n_embd": 768, "n_layer": 12, "n_head": 12, "n_positions": 1024},
     # GPT-2 XL 1.5B class, like codeparrot.

@@ -360,6 +360,7 @@ def train(cfg: TrainConfig) -> dict:
         if is_save:
             state = {"run": cfg.run, "step": step, "tokens": tokens, "train_loss": train_loss, **valid,
                      "n_params": n_params, "seq_length": seq_length, "mixed_precision": precision,
+                     "corpus": str(Path(cfg.corpus).resolve()),
                      "world_size": accelerator.num_processes}
             save_checkpoint(accelerator, model, tokenizer, hub, cfg, state, state_dir)
     bar.close()

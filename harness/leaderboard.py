@@ -1,0 +1,152 @@
+"""results/leaderboard.csv: one row per (repo, branch, commit, suite, generation parameters), upserted atomically;
+plus a markdown table and a PNG of perplexity and pass@k against training step, one line per branch."""
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness import atomic
+from harness.types import UserError
+
+KEY = ("repo", "branch", "commit", "suite_hash", "n", "temperature", "top_p", "max_new_tokens", "seed")
+BASE_COLUMNS = ["repo", "branch", "commit", "step", "tokens", "parameters", "suite", "suite_hash", "perplexity",
+                "bits_per_byte"]
+TAIL_COLUMNS = ["n", "temperature", "top_p", "max_new_tokens", "seed", "sandbox", "date"]
+DEFAULT_PATH = Path("results") / "leaderboard.csv"
+
+
+def row_from_summary(s: dict) -> dict:
+    g = s["generation"]
+    row = {"repo": s["repo"], "branch": s["branch"], "commit": s["commit"], "step": s.get("step"),
+           "tokens": s.get("tokens_seen"), "parameters": s.get("parameters"), "suite": s["suite"],
+           "suite_hash": s["suite_hash"], "perplexity": s.get("perplexity"), "bits_per_byte": s.get("bits_per_byte"),
+           "n": g["n"], "temperature": g["temperature"], "top_p": g["top_p"], "max_new_tokens": g["max_new_tokens"],
+           "seed": g["seed"], "sandbox": s["sandbox"],
+           "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    for k, v in s.items():
+        if k.startswith("pass@"):
+            row[k] = v
+    return row
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    ks = sorted({int(c.split("@")[1].split("_")[0]) for r in rows for c in r if c.startswith("pass@")})
+    pass_cols = [c for k in ks for c in (f"pass@{k}", f"pass@{k}_stderr")]
+    return BASE_COLUMNS + pass_cols + TAIL_COLUMNS
+
+
+def read(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if rows and not set(KEY) <= set(rows[0]):
+        raise UserError(f"{path} is not a harness leaderboard (missing columns {sorted(set(KEY) - set(rows[0]))})")
+    return rows
+
+
+def _key(row: dict) -> tuple:
+    return tuple(str(row.get(k, "")) for k in KEY)
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    rows = sorted(rows, key=lambda r: (r["repo"], r["branch"], float(r.get("step") or 0), r["commit"]))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=_columns(rows), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    atomic.write_text(path, buf.getvalue())
+
+
+def upsert(path: Path, row: dict) -> None:
+    """Replaces the row with the same key, or adds it; concurrent evaluations serialise on a lock file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = [r for r in read(path) if _key(r) != _key(row)]
+        rows.append({k: str(v) if v is not None else "" for k, v in row.items()})
+        _write(path, rows)
+
+
+def publish(source: Path, out: Path) -> dict:
+    """Re-writes the CSV at `out` (sorted), and writes `out`.md and `out`.png beside it."""
+    rows = read(Path(source))
+    if not rows:
+        raise UserError(f"{source} holds no results yet: run `harness eval --ckpt BRANCH` first")
+    out = Path(out)
+    _write(out, rows)
+    md_path, png_path = out.with_suffix(".md"), out.with_suffix(".png")
+    atomic.write_text(md_path, markdown(rows) + "\n")
+    plot(rows, png_path)
+    return {"csv": str(out), "markdown": str(md_path), "plot": str(png_path), "rows": len(rows)}
+
+
+def _fmt(v, pct=False):
+    if v in ("", None):
+        return "-"
+    x = float(v)
+    return f"{100 * x:.2f}" if pct else f"{x:.3f}"
+
+
+def markdown(rows: list[dict]) -> str:
+    from tabulate import tabulate
+
+    ks = sorted({int(c.split("@")[1]) for r in rows for c in r if c.startswith("pass@") and "_" not in c})
+    table = []
+    for r in rows:
+        line = [r["branch"], r["commit"][:10], r.get("step") or "-", r["suite"], _fmt(r.get("perplexity")),
+                _fmt(r.get("bits_per_byte"))]
+        for k in ks:
+            v, se = r.get(f"pass@{k}"), r.get(f"pass@{k}_stderr")
+            line.append("-" if v in ("", None) else f"{_fmt(v, True)} ± {_fmt(se, True)}")
+        line += [r["n"], r["temperature"]]
+        table.append(line)
+    head = ["branch", "commit", "step", "suite", "perplexity", "bits/byte"] + [f"pass@{k} (%)" for k in ks] + ["n", "T"]
+    return tabulate(table, headers=head, tablefmt="github")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = sorted({int(c.split("@")[1]) for r in rows for c in r if c.startswith("pass@") and "_" not in c})
+    fig, axes = plt.subplots(1, 1 + len(ks), figsize=(5 * (1 + len(ks)), 4), squeeze=False)
+    axes = axes[0]
+    branches = sorted({(r["repo"], r["branch"]) for r in rows})
+    for repo, branch in branches:
+        mine = [r for r in rows if r["repo"] == repo and r["branch"] == branch and r.get("step") not in ("", None)]
+        mine.sort(key=lambda r: float(r["step"]))
+        label = branch if len({b for _, b in branches}) == len(branches) else f"{os.path.basename(repo)}:{branch}"
+        steps = [float(r["step"]) for r in mine]
+        ppl = [(s, float(r["perplexity"])) for s, r in zip(steps, mine) if r.get("perplexity") not in ("", None)]
+        if ppl:
+            axes[0].plot(*zip(*ppl), marker="o", label=label)
+        for ax, k in zip(axes[1:], ks):
+            pts = [(s, 100 * float(r[f"pass@{k}"]), 100 * float(r[f"pass@{k}_stderr"] or 0))
+                   for s, r in zip(steps, mine) if r.get(f"pass@{k}") not in ("", None)]
+            if pts:
+                xs, ys, es = zip(*pts)
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label)
+    axes[0].set(title="validation perplexity", xlabel="training step", ylabel="perplexity")
+    axes[0].set_yscale("log")
+    for ax, k in zip(axes[1:], ks):
+        ax.set(title=f"HumanEval pass@{k} (± s.e.)", xlabel="training step", ylabel="%")
+        ax.set_ylim(bottom=0)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
