@@ -47,14 +47,15 @@ def cached_perplexity(lazy: LazyModel, commit: str, ppl_data: str | None, state:
     model, tokenizer = lazy.get()
     t0 = time.perf_counter()
     bar = progress(desc="perplexity", unit="window")
-    result = perplexity(model, tokenizer, texts, max_tokens=max_tokens, progress=bar)
+    result = perplexity(model, tokenizer, texts, max_tokens=max_tokens, progress=bar, context=state.get("seq_length"))
     bar.close()
     result.update({"data": where, "seconds": round(time.perf_counter() - t0, 2)})
     atomic.write_json(path, result)
     return result
 
 
-def cached_generations(lazy: LazyModel, commit: str, suite: Suite, params: GenParams, batch_size: int) -> tuple[list, dict]:
+def cached_generations(lazy: LazyModel, commit: str, suite: Suite, params: GenParams, batch_size: int,
+                       context: int | None) -> tuple[list, dict]:
     """All n completions of every task, generated only for what the cache (append-only, per batch) lacks."""
     path = cache_root() / "generations" / commit / f"{suite.hash}-{params.key()}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +81,7 @@ def cached_generations(lazy: LazyModel, commit: str, suite: Suite, params: GenPa
                 log.flush()
 
             stats = generate(model, tokenizer, [(t.task_id, t.prompt) for t in todo], params, batch_size,
-                             on_batch=keep, progress=bar)
+                             on_batch=keep, progress=bar, context=context)
         bar.close()
         info = {"generated_now": stats.sequences, "seconds": round(stats.seconds, 2), "new_tokens": stats.new_tokens,
                 "tokens_per_s": round(stats.new_tokens / max(stats.seconds, 1e-9), 1)}
@@ -96,7 +97,8 @@ def evaluate_checkpoint(hub, ref: CheckpointRef, suite: Suite, params: GenParams
     state = training_state(hub, ref.commit)
     lazy = LazyModel(hub, ref)
     ppl = cached_perplexity(lazy, ref.commit, ppl_data, state, ppl_max_tokens) if do_ppl else None
-    rows, gen_info = cached_generations(lazy, ref.commit, suite, params, gen_batch_size)
+    # The trained context, not n_positions: positions a run never trained on make neither score nor code.
+    rows, gen_info = cached_generations(lazy, ref.commit, suite, params, gen_batch_size, state.get("seq_length"))
     notes = []
     if gen_info["truncated_prompts"]:
         notes.append(f"{len(gen_info['truncated_prompts'])} prompt(s) longer than the context were cut from the left "

@@ -82,11 +82,12 @@ def choose_next(logits: torch.Tensor, params: GenParams, generators: list[torch.
 
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: list[tuple[str, str]], params: GenParams, batch_size: int = 64,
-             on_batch=None, progress=None) -> GenStats:
-    """prompts: (task_id, prompt). Calls on_batch(list[Generation]) as each batch of prompts finishes."""
+             on_batch=None, progress=None, context: int | None = None) -> GenStats:
+    """prompts: (task_id, prompt). Calls on_batch(list[Generation]) as each batch of prompts finishes.
+    `context`: positions the model was trained on (default its n_positions); prompt + new tokens stay within it."""
     model.eval()
     device = next(model.parameters()).device
-    context = model.config.n_positions
+    context = min(context or model.config.n_positions, model.config.n_positions)
     eos = tokenizer.eos_token_id
     pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     byte_decoder = _byte_decoder()

@@ -47,13 +47,14 @@ def data_key(texts: list[str], max_tokens: int) -> str:
 
 @torch.inference_mode()
 def perplexity(model, tokenizer, texts: list[str], max_tokens: int = 131072, batch_size: int = 8,
-               progress=None) -> dict:
-    """Per-window NLL sums are returned too, so a gate can bootstrap over windows."""
+               progress=None, context: int | None = None) -> dict:
+    """`context`: the window length, the model's trained context (default its n_positions). Per-window NLL sums are
+    returned too, so a gate can bootstrap over windows."""
     from harness.generate import token_byte_lengths
 
     model.eval()
     device = next(model.parameters()).device
-    context = model.config.n_positions
+    context = min(context or model.config.n_positions, model.config.n_positions)
     ids: list[int] = []
     for enc in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False):
         ids.extend(enc.ids)

@@ -74,10 +74,15 @@ class LocalHub:
 
     @staticmethod
     def is_hub_path(path: Path) -> bool:
-        if not (path / "HEAD").exists():
+        """Ours (the config marker), or any bare git repository with a main branch (a clone of a hub)."""
+        if not ((path / "HEAD").exists() and (path / "objects").is_dir()):
             return False
         r = subprocess.run(["git", "--git-dir", str(path), "config", "--get", MARKER_KEY], capture_output=True, text=True)
-        return r.stdout.strip() == "true"
+        if r.stdout.strip() == "true":
+            return True
+        r = subprocess.run(["git", "--git-dir", str(path), "rev-parse", "--verify", "-q", f"refs/heads/{MAIN}"],
+                           capture_output=True)
+        return r.returncode == 0
 
     def _is_hub(self) -> bool:
         return self.is_hub_path(self.path)

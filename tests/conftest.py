@@ -58,8 +58,8 @@ def small_tokenizer(small_corpus, tmp_path_factory):
     return out
 
 
-TINY_ARGS = ["--model", "tiny", "--seq-length", "128", "--batch-size", "8", "--eval-batches", "4", "--lr", "1e-3",
-             "--warmup-steps", "2"]
+TINY_ARGS = ["--model", "tiny", "--seq-length", "128", "--batch-size", "8", "--eval-batches", "4", "--lr", "5e-4",
+             "--warmup-steps", "4"]
 
 
 @pytest.fixture(scope="session")
