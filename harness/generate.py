@@ -67,17 +67,65 @@ def prepare_prompt(tokenizer, prompt: str, context: int, max_new_tokens: int) ->
     return ids, False
 
 
-def choose_next(logits: torch.Tensor, params: GenParams, generators: list[torch.Generator]) -> torch.Tensor:
-    """(B, V) logits -> (B,) next tokens: greedy at temperature 0, else nucleus sampling, one generator per row."""
+TOP_P_CANDIDATES = 256  # nucleus sampling looks at this many most likely tokens first (all of them when needed)
+
+
+def choose_next(logits: torch.Tensor, params: GenParams, uniforms: torch.Tensor) -> torch.Tensor:
+    """(B, V) logits -> (B,) next tokens: greedy at temperature 0, else nucleus sampling by inverse CDF.
+
+    `uniforms` (B,) come from each sample's own seeded stream, so a sample's tokens do not depend on which other
+    samples share its batch, and the whole batch is sampled in a few vectorised ops.
+    """
     if params.temperature == 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / params.temperature, dim=-1)  # (B, V)
+    k = min(TOP_P_CANDIDATES, probs.size(-1)) if params.top_p < 1.0 else probs.size(-1)
+    top_p, top_i = probs.topk(k, dim=-1)  # (B, k), most likely first
     if params.top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        outside = sorted_p.cumsum(dim=-1) - sorted_p > params.top_p  # keep the smallest set reaching top_p
-        sorted_p = sorted_p.masked_fill(outside, 0.0)
-        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
-    return torch.stack([torch.multinomial(probs[i], 1, generator=g)[0] for i, g in enumerate(generators)])
+        if k < probs.size(-1) and bool((top_p.sum(dim=-1) < params.top_p).any()):
+            top_p, top_i = probs.sort(dim=-1, descending=True)  # a flat distribution: use the whole vocabulary
+        outside = top_p.cumsum(dim=-1) - top_p > params.top_p  # keep the smallest set reaching top_p
+        top_p = top_p.masked_fill(outside, 0.0)
+    cdf = top_p.cumsum(dim=-1)  # (B, k)
+    pos = torch.searchsorted(cdf, (uniforms.to(cdf) * cdf[:, -1]).unsqueeze(-1)).clamp(max=cdf.size(-1) - 1)
+    return top_i.gather(-1, pos).squeeze(-1)
+
+
+def _kv_cache(n_layer: int, capacity: int):
+    from transformers.cache_utils import Cache, DynamicLayer
+
+    class PreallocatedLayer(DynamicLayer):
+        """Writes each step's keys/values into a buffer sized for the whole generation: the default layer
+        concatenates, copying the entire cache of every layer at every step."""
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.dtype, self.device = key_states.dtype, key_states.device
+                b, h, _, d = key_states.shape
+                self.kbuf = key_states.new_empty((b, h, capacity, d))
+                self.vbuf = value_states.new_empty((b, h, capacity, d))
+                self.length = 0
+                self.is_initialized = True
+            t = key_states.shape[-2]
+            self.kbuf[:, :, self.length:self.length + t] = key_states
+            self.vbuf[:, :, self.length:self.length + t] = value_states
+            self.length += t
+            self._views()
+            return self.keys, self.values
+
+        def _views(self):
+            self.keys, self.values = self.kbuf[:, :, :self.length], self.vbuf[:, :, :self.length]
+
+        def batch_repeat_interleave(self, repeats):
+            self.kbuf = self.kbuf.repeat_interleave(repeats, dim=0)
+            self.vbuf = self.vbuf.repeat_interleave(repeats, dim=0)
+            self._views()
+
+        def batch_select_indices(self, indices):
+            self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
+            self._views()
+
+    return Cache(layers=[PreallocatedLayer() for _ in range(n_layer)])
 
 
 @torch.inference_mode()
@@ -113,8 +161,9 @@ def generate(model, tokenizer, prompts: list[tuple[str, str]], params: GenParams
             input_ids[i, width - len(ids):] = torch.tensor(ids)
             mask[i, width - len(ids):] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = _kv_cache(model.config.n_layer, width + params.max_new_tokens)
         out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                    position_ids=positions.to(device), use_cache=True)
+                    position_ids=positions.to(device), past_key_values=cache, use_cache=True)
         cache = out.past_key_values
         n = params.n
         cache.batch_repeat_interleave(n)
@@ -122,14 +171,15 @@ def generate(model, tokenizer, prompts: list[tuple[str, str]], params: GenParams
         mask = mask.repeat_interleave(n, dim=0).to(device)
         last_pos = positions[:, -1].repeat_interleave(n, dim=0).to(device)
         rows = [(task_id, k, cut) for task_id, _, cut in group for k in range(n)]
-        gens = [torch.Generator().manual_seed(sample_seed(params.seed, t, k)) for t, k, _ in rows]
+        uniforms = torch.stack([torch.rand(params.max_new_tokens, generator=torch.Generator().manual_seed(
+            sample_seed(params.seed, t, k)), dtype=torch.float64) for t, k, _ in rows])  # (B, max_new_tokens)
         new_ids: list[list[int]] = [[] for _ in rows]
         tails = [""] * len(rows)
         active = list(range(len(rows)))  # row numbers still generating, in batch order
         done = []
         # ---- decode: one token per step for the sequences still running ----
-        for _ in range(params.max_new_tokens):
-            next_tok = choose_next(logits, params, [gens[r] for r in active]).cpu()
+        for step in range(params.max_new_tokens):
+            next_tok = choose_next(logits, params, uniforms[active, step]).cpu()
             keep = []
             for j, r in enumerate(active):
                 tok = int(next_tok[j])
