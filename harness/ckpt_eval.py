@@ -21,6 +21,18 @@ from pretrain.hub import cache_root
 from tasks import Suite
 
 
+def distributed():
+    """Accelerate's process state when launched with several processes (`accelerate launch`), else None."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 class LazyModel:
     """Loads the checkpoint only when a stage actually needs it (a fully cached evaluation never does)."""
 
@@ -69,10 +81,16 @@ def cached_generations(lazy: LazyModel, commit: str, suite: Suite, params: GenPa
                 continue  # torn last line of a killed run
     todo = [t for t in suite.tasks if any((t.task_id, k) not in have for k in range(params.n))]
     info = {"generated_now": 0, "seconds": 0.0, "new_tokens": 0, "tokens_per_s": None}
+    dist = distributed()
+    log_path = path
+    if dist is not None:  # under `accelerate launch`: each process takes every world_size-th prompt
+        todo = todo[dist.process_index::dist.num_processes]
+        log_path = path.with_name(f"{path.stem}.rank{dist.process_index}.jsonl")
     if todo:
         model, tokenizer = lazy.get()
+        model.to(dist.device if dist is not None else "cpu")
         bar = progress(total=len(todo) * params.n, desc="generating", unit="sample")
-        with open(path, "a", encoding="utf-8") as log:
+        with open(log_path, "a", encoding="utf-8") as log:
             def keep(batch: list[Generation]):
                 for g in batch:
                     row = asdict(g)
@@ -85,6 +103,22 @@ def cached_generations(lazy: LazyModel, commit: str, suite: Suite, params: GenPa
         bar.close()
         info = {"generated_now": stats.sequences, "seconds": round(stats.seconds, 2), "new_tokens": stats.new_tokens,
                 "tokens_per_s": round(stats.new_tokens / max(stats.seconds, 1e-9), 1)}
+    if dist is not None:
+        dist.wait_for_everyone()
+        if not dist.is_main_process:
+            return None, info
+        with open(path, "a", encoding="utf-8") as log:  # the main process gathers every shard into the cache
+            for rank in range(dist.num_processes):
+                shard = path.with_name(f"{path.stem}.rank{rank}.jsonl")
+                if shard.exists():
+                    for line in shard.read_text(encoding="utf-8").splitlines():
+                        try:
+                            row = json.loads(line)
+                        except json.JSONDecodeError:
+                            continue
+                        have[(row["task_id"], row["index"])] = row
+                        log.write(line + "\n")
+                    shard.unlink()
     rows = [have[(t.task_id, k)] for t in suite.tasks for k in range(params.n)]
     info["truncated_prompts"] = sorted({r["task_id"] for r in rows if r.get("prompt_truncated")})
     return rows, info
@@ -99,6 +133,8 @@ def evaluate_checkpoint(hub, ref: CheckpointRef, suite: Suite, params: GenParams
     ppl = cached_perplexity(lazy, ref.commit, ppl_data, state, ppl_max_tokens) if do_ppl else None
     # The trained context, not n_positions: positions a run never trained on make neither score nor code.
     rows, gen_info = cached_generations(lazy, ref.commit, suite, params, gen_batch_size, state.get("seq_length"))
+    if rows is None:
+        return None  # a non-main process of a sharded generation: the main one scores and reports
     notes = []
     if gen_info["truncated_prompts"]:
         notes.append(f"{len(gen_info['truncated_prompts'])} prompt(s) longer than the context were cut from the left "

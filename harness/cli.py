@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-from harness.types import Job, UserError
+from harness.types import Job, UserError, run_cli
 
 
 def add_sandbox_args(p: argparse.ArgumentParser) -> None:
@@ -64,6 +63,8 @@ def cmd_eval(args) -> int:
     if args.samples is not None:
         return eval_samples(args)
     summaries = eval_checkpoints(args)
+    if not summaries:
+        return 0  # a non-main process under `accelerate launch`
     from harness.ckpt_eval import format_checkpoint_table
 
     print(format_checkpoint_table(summaries))
@@ -128,7 +129,7 @@ def checkpoint_dir(args, ref, suite, params, many: bool):
     return root / ref.branch.replace("/", "_") / f"{ref.commit[:12]}-{suite.hash[:8]}-{params.key()[:8]}"
 
 
-def eval_checkpoints(args, refs=None) -> list[dict]:
+def eval_checkpoints(args, refs=None, nested: bool = False) -> list[dict]:
     """Evaluates each checkpoint (cached stage by stage) and upserts its leaderboard row."""
     from pathlib import Path
 
@@ -148,10 +149,12 @@ def eval_checkpoints(args, refs=None) -> list[dict]:
     summaries = []
     for i, ref in enumerate(refs, 1):
         print(f"[{i}/{len(refs)}] {ref.branch}@{ref.commit[:10]}", file=sys.stderr)
-        out_dir = checkpoint_dir(args, ref, suite, params, many=len(refs) > 1)
+        out_dir = checkpoint_dir(args, ref, suite, params, many=nested or len(refs) > 1)
         s = evaluate_checkpoint(hub, ref, suite, params, out_dir, lambda: make_pool(args), args.timeout, ks,
                                 args.sandbox, args.ppl_data, args.ppl_max_tokens, args.gen_batch_size, board,
                                 do_ppl=not args.no_ppl)
+        if s is None:
+            continue  # another process of `accelerate launch` reports
         s["output_dir"] = str(out_dir)
         summaries.append(s)
     return summaries
@@ -175,7 +178,7 @@ def cmd_gate(args) -> int:
     report = Path(args.report or Path(args.output_dir or "eval") / f"gate-{ref.branch.replace('/', '_')}.md")
     main_sha = main_checkpoint(hub)
     if main_sha is None:
-        eval_checkpoints(args, [ref])
+        eval_checkpoints(args, [ref], nested=True)
         reason = "main holds no checkpoint yet"
         new = hub.merge_into_main(ref.branch, ref.commit, f"gate: merge {ref.branch}@{ref.commit[:10]} ({reason})")
         gate.write_report(report, ref.branch, ref.commit, None, None, args.margin, True, reason)
@@ -183,8 +186,9 @@ def cmd_gate(args) -> int:
         return 0
     main_ref = CheckpointRef(hub.url, "main", main_sha)
     if main_sha == ref.commit:
-        raise UserError(f"main already holds {ref.branch}@{ref.commit[:10]}: nothing to gate")
-    branch_s, main_s = eval_checkpoints(args, [ref, main_ref])
+        print(f"main already holds {ref.branch}@{ref.commit[:10]}: nothing to gate")
+        return 0
+    branch_s, main_s = eval_checkpoints(args, [ref, main_ref], nested=True)
     cmp = gate.compare(args.metric, Path(main_s["output_dir"]), Path(branch_s["output_dir"]))
     merged = gate.decide(cmp, args.margin)
     scale = 100 if cmp["metric"].startswith("pass@") else 1
@@ -277,15 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2  # for gate too: 0 merged, 1 blocked, 2 error (and an error never merges)
-    except KeyboardInterrupt:
-        print("interrupted: results written so far are kept; run the same command again to resume", file=sys.stderr)
-        return 130
+    # errors exit 2, for gate too: 0 merged, 1 blocked, 2 error (and an error never merges)
+    return run_cli(build_parser().parse_args(argv),
+                   "results written so far are kept; run the same command again to resume")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.types import Sample, UserError
+from harness.types import Sample, UserError, iter_json_objects
 from tasks import Suite
 
 
@@ -25,15 +25,7 @@ def _read_human_eval(path: Path, text: str, suite: Suite) -> tuple[list[Sample],
     tasks = suite.by_id()
     all_ids = suite.all_ids
     samples, beyond_limit = [], 0
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{lineno}: not valid JSON ({exc.msg}): each line must be one sample object")
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{lineno}: a sample must be a JSON object with task_id and completion")
+    for lineno, row in iter_json_objects(path, text.splitlines(), "sample"):
         for field in ("task_id", "completion"):
             if not isinstance(row.get(field), str):
                 raise UserError(f"{path}:{lineno}: sample is missing field {field!r} (a string is required)")

@@ -9,6 +9,36 @@ class UserError(Exception):
     """A mistake the user can fix. The CLI prints its message as one line and exits non-zero."""
 
 
+def run_cli(args, on_interrupt: str) -> int:
+    """Runs a parsed command: a UserError is one line on stderr and exit 2 (no traceback); bugs keep theirs."""
+    import sys
+
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {on_interrupt}", file=sys.stderr)
+        return 130
+
+
+def iter_json_objects(path, lines, what: str):
+    """(line number, dict) for each non-blank line; a line that is not a JSON object is a UserError naming it."""
+    import json
+
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{lineno}: not valid JSON ({exc.msg}): each line must be one {what} object")
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{lineno}: a {what} must be a JSON object")
+        yield lineno, row
+
+
 @dataclass(frozen=True)
 class Task:
     task_id: str

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from harness.types import UserError
+from harness.types import run_cli
 
 
 def cmd_corpus(args) -> int:
@@ -112,15 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the last checkpoint is on the run's branch; continue with --resume", file=sys.stderr)
-        return 130
+    return run_cli(build_parser().parse_args(argv), "the last checkpoint is on the run's branch; continue with --resume")
 
 
 if __name__ == "__main__":

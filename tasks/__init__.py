@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.types import Task, UserError
+from harness.types import Task, UserError, iter_json_objects
 
 REQUIRED_FIELDS = ("task_id", "prompt", "entry_point", "test")
 
@@ -59,15 +59,7 @@ def load_jsonl_suite(path: str | Path, name: str | None = None) -> Suite:
         raise UserError(f"task suite file {path} does not exist: pass --tasks humaneval or a JSONL file of tasks")
     tasks, seen = [], set()
     with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{lineno}: not valid JSON ({exc.msg}): each line must be one task object")
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{lineno}: a task must be a JSON object with fields {', '.join(REQUIRED_FIELDS)}")
+        for lineno, row in iter_json_objects(path, f, "task"):
             missing = [k for k in REQUIRED_FIELDS if not isinstance(row.get(k), str)]
             if missing:
                 raise UserError(f"{path}:{lineno}: task is missing field(s) {', '.join(missing)} "
