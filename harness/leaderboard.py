@@ -139,7 +139,7 @@ def plot(rows: list[dict], path: Path) -> None:
     axes[0].set_yscale("log")
     for ax, k in zip(axes[1:], ks):
         ax.set(title=f"HumanEval pass@{k} (± s.e.)", xlabel="training step", ylabel="%")
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, max(1.0, ax.get_ylim()[1]))  # a flat 0 reads as 0, not as noise around an axis
     for ax in axes:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

@@ -123,4 +123,13 @@ def ensure_image(rebuild: bool = False) -> str:
                    "-t", tag, ctx, check=False, env=env)
         if r.returncode != 0:
             raise UserError(f"building the sandbox image failed: {(r.stderr or r.stdout).strip().splitlines()[-1]}")
+    remove_stale_images(tag)
     return tag
+
+
+def remove_stale_images(keep: str) -> None:
+    """Images built from older sandbox sources are never used again (the tag hashes the sources)."""
+    r = docker("images", IMAGE_REPO, "--format", "{{.Repository}}:{{.Tag}}", check=False)
+    stale = [t for t in r.stdout.split() if t != keep]
+    if stale:
+        docker("rmi", *stale, check=False)
