@@ -169,7 +169,12 @@ class LocalHub:
             archive = subprocess.run(["git", "--git-dir", str(self.path), "archive", "--format=tar", commit],
                                      capture_output=True, check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
-            os.replace(tmp, dest)
+            try:
+                os.replace(tmp, dest)
+            except OSError:
+                if not dest.exists():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # another process (a sharded eval) got there first
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -198,3 +198,23 @@ def test_greedy_batched_generation_matches_generate(tiny_run):
             out = model.generate(**ids, max_new_tokens=20, do_sample=False, pad_token_id=tok.eos_token_id)
         ref = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
         assert ours[task_id] == truncate_at_stop(ref, params.stop)
+
+
+def test_generation_shards_across_accelerate_processes(tiny_run, tmp_path):
+    """Under `accelerate launch` with 2 processes each generates half the prompts; the result equals one process."""
+    import os
+    import sys
+
+    env = dict(os.environ, HARNESS_CACHE=str(tmp_path / "cache2"))
+    base = ["eval", "--repo", str(tiny_run["repo"]), "--ckpt", "tiny-run", "--limit", "6", "--n", "3", "--k", "1",
+            "--no-ppl", "--max-new-tokens", "24", "--sandbox", "process", "--no-leaderboard"]
+    launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    r = subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "-m", "harness.cli", *base,
+                        "--output-dir", str(tmp_path / "two")], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert run(*base, "--output-dir", tmp_path / "one") == 0  # the private cache of this test: generates anew
+    two = [json.loads(l) for l in open(tmp_path / "two" / "results.jsonl")]
+    one = [json.loads(l) for l in open(tmp_path / "one" / "results.jsonl")]
+    assert len(two) == 18 and [r["completion"] for r in two] == [r["completion"] for r in one]
+    shards = list((tmp_path / "cache2" / "generations").rglob("*.rank*.jsonl"))
+    assert shards == []  # gathered into the cache by the main process
