@@ -106,12 +106,19 @@ def pick_base() -> str:
     return build_offline_base()
 
 
+_READY: set[tuple] = set()  # (engine, tag) this process already checked: eval checks before generating, the pool again
+
+
 def ensure_image(rebuild: bool = False) -> str:
     """Returns the tag of an image built from the current sandbox sources, building it when missing."""
-    ensure_engine()
     tag = image_tag()
-    if image_exists(tag) and not rebuild:
+    ready = (os.environ.get("DOCKER_HOST", ""), tag)
+    if ready in _READY and not rebuild:
         return tag
+    if image_exists(tag) and not rebuild:
+        _READY.add(ready)
+        return tag
+    ensure_engine()
     base = pick_base()
     with tempfile.TemporaryDirectory(prefix="sandbox-ctx-") as ctx:
         for name in IMAGE_SOURCES:
@@ -124,6 +131,7 @@ def ensure_image(rebuild: bool = False) -> str:
         if r.returncode != 0:
             raise UserError(f"building the sandbox image failed: {(r.stderr or r.stdout).strip().splitlines()[-1]}")
     remove_stale_images(tag)
+    _READY.add(ready)
     return tag
 
 

@@ -179,7 +179,8 @@ class SandboxPool:
         self.replaced = 0
         if backend == "docker":
             self.image = sandbox_image.ensure_image()
-            remove_orphan_containers()
+            # cleanup of earlier crashed owners: nothing here depends on it, so it does not delay the start
+            threading.Thread(target=remove_orphan_containers, daemon=True).start()
         else:
             print("WARNING: --sandbox process runs model-written code as ordinary processes on THIS host. "
                   "It is not isolation: use it only on machines without Docker, for code you would run yourself.",
