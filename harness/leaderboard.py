@@ -33,8 +33,14 @@ def row_from_summary(s: dict) -> dict:
     return row
 
 
+def reported_ks(rows: list[dict]) -> list[int]:
+    """The k of every pass@k that at least one row reports."""
+    return sorted({int(c.split("@")[1]) for r in rows for c, v in r.items()
+                   if c.startswith("pass@") and "_" not in c and v not in ("", None)})
+
+
 def _columns(rows: list[dict]) -> list[str]:
-    ks = sorted({int(c.split("@")[1].split("_")[0]) for r in rows for c in r if c.startswith("pass@")})
+    ks = reported_ks(rows)
     pass_cols = [c for k in ks for c in (f"pass@{k}", f"pass@{k}_stderr")]
     return BASE_COLUMNS + pass_cols + TAIL_COLUMNS
 
@@ -97,7 +103,7 @@ def _fmt(v, pct=False):
 def markdown(rows: list[dict]) -> str:
     from tabulate import tabulate
 
-    ks = sorted({int(c.split("@")[1]) for r in rows for c in r if c.startswith("pass@") and "_" not in c})
+    ks = reported_ks(rows)
     table = []
     for r in rows:
         line = [r["branch"], r["commit"][:10], r.get("step") or "-", r["suite"], _fmt(r.get("perplexity")),
@@ -117,14 +123,14 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ks = sorted({int(c.split("@")[1]) for r in rows for c in r if c.startswith("pass@") and "_" not in c})
+    ks = reported_ks(rows)
     fig, axes = plt.subplots(1, 1 + len(ks), figsize=(5 * (1 + len(ks)), 4), squeeze=False)
     axes = axes[0]
     branches = sorted({(r["repo"], r["branch"]) for r in rows})
     for repo, branch in branches:
         mine = [r for r in rows if r["repo"] == repo and r["branch"] == branch and r.get("step") not in ("", None)]
         mine.sort(key=lambda r: float(r["step"]))
-        label = branch if len({b for _, b in branches}) == len(branches) else f"{os.path.basename(repo)}:{branch}"
+        label = branch if len({b for _, b in branches}) == len(branches) else f"{branch} ({repo})"
         steps = [float(r["step"]) for r in mine]
         ppl = [(s, float(r["perplexity"])) for s, r in zip(steps, mine) if r.get("perplexity") not in ("", None)]
         if ppl:

@@ -109,10 +109,11 @@ def test_results_dir_of_another_suite_is_never_mixed(tiny_run, tmp_path, capsys)
 
 def test_no_docker_engine_is_one_line_before_any_work(tiny_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
-    assert run("eval", "--repo", tiny_run["repo"], "--ckpt", "tiny-run", *EVAL, "--output-dir", tmp_path / "o") == 2
+    assert run("eval", "--repo", tiny_run["repo"], "--ckpt", "tiny-run", *EVAL, "--output-dir", tmp_path / "o",
+               "--leaderboard", tmp_path / "b.csv") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no Docker engine answers" in err[0] and "--sandbox process" in err[0]
-    assert not (tmp_path / "o").exists()
+    assert not (tmp_path / "o").exists() and not (tmp_path / "b.csv").exists()
 
 
 def test_gate_merges_into_empty_main_then_blocks_a_worse_run(tiny_run, tmp_path, capsys):
