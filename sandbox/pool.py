@@ -148,13 +148,16 @@ class _Worker:
         if self.proc.poll() is None:
             self.proc.kill()
 
-    def close(self, wait: float = 5.0):
+    def stop(self):
         """Closing stdin tells the worker to stop; the container is --rm and removes itself."""
         self.dead = True
         try:
             self.proc.stdin.close()
         except OSError:
             pass
+
+    def close(self, wait: float = 5.0):
+        self.stop()
         try:
             self.proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
@@ -208,6 +211,8 @@ class SandboxPool:
 
     def close(self):
         workers, self.workers = self.workers, []
+        for w in workers:
+            w.stop()  # all of them first: the containers wind down in parallel
         for w in workers:
             w.close()
 
