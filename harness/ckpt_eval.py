@@ -18,6 +18,7 @@ from harness.perplexity import data_key, load_texts, perplexity
 from harness.progress import progress
 from harness.types import CheckpointRef, Sample, UserError
 from pretrain.hub import cache_root
+from pretrain.models import count_parameters
 from tasks import Suite
 
 
@@ -144,7 +145,7 @@ def evaluate_checkpoint(hub, ref: CheckpointRef, suite: Suite, params: GenParams
                                                       "completion": r["completion"]}) for r in rows]
     n_params = state.get("n_params")
     if n_params is None and lazy._loaded is not None:
-        n_params = sum(p.numel() for p in lazy._loaded[0].parameters())
+        n_params = count_parameters(lazy._loaded[0])
     meta = {
         "repo": ref.repo, "branch": ref.branch, "commit": ref.commit,
         "step": state.get("step"), "tokens_seen": state.get("tokens"), "parameters": n_params,

@@ -20,8 +20,7 @@ def add_sandbox_args(p: argparse.ArgumentParser) -> None:
 def make_pool(args):
     from sandbox.pool import Limits, SandboxPool
 
-    if args.timeout <= 0:
-        raise UserError(f"--timeout must be positive, got {args.timeout}")
+    check_timeout(args)
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     if args.memory_mb < 64:
