@@ -20,7 +20,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 from harness.generate import GenParams, generate, truncate_at_stop  # noqa: E402
-from pretrain.hub import open_hub  # noqa: E402
+from checkpoint_hub import open_hub  # noqa: E402
 from tasks import load_suite  # noqa: E402
 
 

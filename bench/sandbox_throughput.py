@@ -10,8 +10,9 @@ import sys
 import tempfile
 import time
 
-from harness.types import Job
-from sandbox.pool import Limits, SandboxPool
+from sandbox.jobs import Job
+from sandbox.limits import Limits
+    from sandbox.pool import SandboxPool
 from tasks import load_suite
 
 

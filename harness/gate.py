@@ -1,16 +1,18 @@
-"""`harness gate`: merge a run into main only if its metric does not regress, judged with a paired bootstrap."""
+"""The gate, as a library: `run_gate(...) -> GateResult` merges a run into main only if its metric does not
+regress, judged with a paired bootstrap over problems (pass@k) or windows (perplexity). The CLI only prints it."""
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from harness import atomic
-from harness.passk import estimate_pass_at_k
-from harness.types import UserError
+from common import atomic
+from common.errors import UserError
+from tasks.passk import estimate_pass_at_k
 
 N_BOOT = 10000
 
@@ -38,7 +40,48 @@ def paired_bootstrap(main: np.ndarray, branch: np.ndarray, stat, seed: int = 0) 
     return float(point), float(lo), float(hi)
 
 
-def compare(metric: str, main_dir: Path, branch_dir: Path) -> dict:
+@dataclass(frozen=True)
+class Comparison:
+    metric: str
+    main: float
+    branch: float
+    delta: float  # branch - main
+    ci95: tuple[float, float]
+    higher_is_better: bool
+    paired_over: str
+
+    @property
+    def scale(self) -> int:
+        """pass@k is shown in percent."""
+        return 100 if self.metric.startswith("pass@") else 1
+
+
+@dataclass(frozen=True)
+class GateResult:
+    branch: str
+    commit: str
+    main_before: str | None  # main's checkpoint before the gate (None: main held none)
+    merged: bool
+    reason: str
+    comparison: Comparison | None = None  # None when nothing was compared
+    main_after: str | None = None  # main's head after a merge
+    report: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 merged (or nothing to do), 1 blocked; errors raise and exit 2."""
+        return 0 if self.merged or self.main_before == self.commit else 1
+
+
+def check_metric(metric: str) -> None:
+    if metric == "perplexity":
+        return
+    if metric.startswith("pass@") and metric[len("pass@"):].isdigit() and int(metric[len("pass@"):]) >= 1:
+        return
+    raise UserError(f"unknown gate metric {metric!r}: use pass@1, pass@10 (any pass@k) or perplexity")
+
+
+def compare(metric: str, main_dir: Path, branch_dir: Path) -> Comparison:
     """Delta (branch - main) with a 95% interval; `worse` says in which direction a delta is a regression."""
     if metric.startswith("pass@"):
         k = int(metric.split("@")[1])
@@ -50,8 +93,8 @@ def compare(metric: str, main_dir: Path, branch_dir: Path) -> dict:
         tasks = sorted(a)
         main_v, branch_v = np.array([a[t] for t in tasks]), np.array([b[t] for t in tasks])
         point, lo, hi = paired_bootstrap(main_v, branch_v, lambda v, i: v[i].mean())
-        return {"metric": metric, "main": float(main_v.mean()), "branch": float(branch_v.mean()), "delta": point,
-                "ci95": [lo, hi], "higher_is_better": True, "paired_over": f"{len(tasks)} problems"}
+        return Comparison(metric, float(main_v.mean()), float(branch_v.mean()), point, (lo, hi), True,
+                          f"{len(tasks)} problems")
     if metric == "perplexity":
         pa = json.loads((main_dir / "perplexity.json").read_text())
         pb = json.loads((branch_dir / "perplexity.json").read_text())
@@ -69,19 +112,19 @@ def compare(metric: str, main_dir: Path, branch_dir: Path) -> dict:
             point = ppl(nb, tb, np.arange(len(nb))) - ppl(na, ta, np.arange(len(na)))
             lo, hi = (float(x) for x in np.percentile(deltas, [2.5, 97.5]))
             over = f"{len(na)} and {len(nb)} windows (unpaired: different tokenizations)"
-        return {"metric": metric, "main": pa["perplexity"], "branch": pb["perplexity"], "delta": point,
-                "ci95": [lo, hi], "higher_is_better": False, "paired_over": over}
-    raise UserError(f"unknown gate metric {metric!r}: use pass@1, pass@10 (any pass@k) or perplexity")
+        return Comparison(metric, pa["perplexity"], pb["perplexity"], point, (lo, hi), False, over)
+    check_metric(metric)
+    raise AssertionError(metric)
 
 
-def decide(cmp: dict, margin: float) -> bool:
+def decide(cmp: Comparison, margin: float) -> bool:
     """Merge unless the point estimate is worse than main by more than the margin."""
-    if cmp["higher_is_better"]:
-        return cmp["delta"] >= -margin
-    return cmp["delta"] <= margin
+    if cmp.higher_is_better:
+        return cmp.delta >= -margin
+    return cmp.delta <= margin
 
 
-def write_report(path: Path, branch: str, branch_commit: str, main_commit: str | None, cmp: dict | None,
+def write_report(path: Path, branch: str, branch_commit: str, main_commit: str | None, cmp: Comparison | None,
                  margin: float, merged: bool, reason: str) -> None:
     lines = [f"# Gate: `{branch}` into `main`", "",
              f"- date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
@@ -89,11 +132,58 @@ def write_report(path: Path, branch: str, branch_commit: str, main_commit: str |
              f"- main head: `{main_commit or '(no checkpoint yet)'}`",
              f"- decision: **{'merged' if merged else 'blocked'}** ({reason})", ""]
     if cmp:
-        scale = 100 if cmp["metric"].startswith("pass@") else 1
+        scale = cmp.scale
         unit = " (%)" if scale == 100 else ""
-        lines += [f"| metric | main | branch | delta (branch - main) | 95% CI (paired bootstrap, {cmp['paired_over']}) | margin |",
+        lines += [f"| metric | main | branch | delta (branch - main) | 95% CI (paired bootstrap, {cmp.paired_over}) | margin |",
                   "|---|---|---|---|---|---|",
-                  f"| {cmp['metric']}{unit} | {scale * cmp['main']:.3f} | {scale * cmp['branch']:.3f} | "
-                  f"{scale * cmp['delta']:+.3f} | [{scale * cmp['ci95'][0]:+.3f}, {scale * cmp['ci95'][1]:+.3f}] | "
+                  f"| {cmp.metric}{unit} | {scale * cmp.main:.3f} | {scale * cmp.branch:.3f} | "
+                  f"{scale * cmp.delta:+.3f} | [{scale * cmp.ci95[0]:+.3f}, {scale * cmp.ci95[1]:+.3f}] | "
                   f"{scale * margin:.3f} |", ""]
     atomic.write_text(path, "\n".join(lines))
+
+
+def describe(cmp: Comparison, margin: float, branch: str) -> str:
+    sc = cmp.scale
+    return (f"{cmp.metric}: main {sc * cmp.main:.3f}, {branch} {sc * cmp.branch:.3f}, delta {sc * cmp.delta:+.3f} "
+            f"(95% CI [{sc * cmp.ci95[0]:+.3f}, {sc * cmp.ci95[1]:+.3f}], paired bootstrap over {cmp.paired_over}), "
+            f"margin {sc * margin:.3f}")
+
+
+def run_gate(hub, ckpt: str, cfg, metric: str = "pass@1", margin: float = 0.0,
+             report: Path | None = None) -> GateResult:
+    """Evaluates the run's checkpoint and main's (cached), compares them and merges the run into main unless it
+    regresses by more than `margin`. `cfg` is the EvalConfig both are evaluated with. Writes the markdown report."""
+    from harness.checkpoints import CheckpointRef, main_checkpoint, resolve_refs
+    from harness.distributed import refuse_multiprocess
+    from harness.evaluate import evaluate_checkpoints
+
+    refuse_multiprocess("gate", "generate in parallel with `accelerate launch -m harness.cli eval --ckpt ...` first, "
+                        "then run `harness gate` once; it reuses the cached generations")
+    check_metric(metric)
+    if metric == "perplexity" and not cfg.ppl:
+        raise UserError("--metric perplexity needs perplexity: drop --no-ppl")
+    (ref,) = resolve_refs(hub, ckpt)
+    if ref.branch == "main":
+        raise UserError("--ckpt names main itself: gate a run branch into main")
+    report = Path(report or (cfg.output_dir or Path("eval")) / f"gate-{ref.branch.replace('/', '_')}.md")
+    main_sha = main_checkpoint(hub)
+    if main_sha == ref.commit:
+        return GateResult(ref.branch, ref.commit, main_sha, False, "main already holds this checkpoint")
+    if main_sha is None:
+        evaluate_checkpoints(hub, [ref], cfg, nested=True)
+        reason = "main holds no checkpoint yet"
+        new = hub.merge_into_main(ref.branch, ref.commit, f"gate: merge {ref.short} ({reason})")
+        write_report(report, ref.branch, ref.commit, None, None, margin, True, reason)
+        return GateResult(ref.branch, ref.commit, None, True, reason, None, new, report)
+    main_ref = CheckpointRef(hub.url, "main", main_sha)
+    branch_s, main_s = evaluate_checkpoints(hub, [ref, main_ref], cfg, nested=True)
+    cmp = compare(metric, Path(main_s.output_dir), Path(branch_s.output_dir))
+    merged = decide(cmp, margin)
+    new = None
+    if merged:
+        reason = f"{cmp.metric} does not regress by more than the margin"
+        new = hub.merge_into_main(ref.branch, ref.commit, f"gate: merge {ref.short} ({cmp.metric} {cmp.delta:+.4f})")
+    else:
+        reason = f"{cmp.metric} regresses by more than the margin"
+    write_report(report, ref.branch, ref.commit, main_sha, cmp, margin, merged, reason)
+    return GateResult(ref.branch, ref.commit, main_sha, merged, reason, cmp, new, report)

@@ -9,25 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 
-# HumanEval's stop sequences (Codex paper; bigcode-evaluation-harness uses the same list).
-STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```")
-
-
-@dataclass(frozen=True)
-class GenParams:
-    n: int = 10
-    temperature: float = 0.2
-    top_p: float = 0.95
-    max_new_tokens: int = 128
-    seed: int = 0
-    stop: tuple[str, ...] = STOP_SEQUENCES
-
-    def key(self) -> str:
-        return hashlib.sha256(repr(sorted(asdict(self).items())).encode()).hexdigest()[:12]
+from harness.bytelevel import byte_decoder, piece_text
+from harness.config import STOP_SEQUENCES, GenParams  # noqa: F401  (re-exported: callers build GenParams here)
 
 
 @dataclass
@@ -128,17 +115,87 @@ def _kv_cache(n_layer: int, capacity: int):
     return Cache(layers=[PreallocatedLayer() for _ in range(n_layer)])
 
 
+def context_length(config, trained: int | None = None) -> int:
+    """Positions the model can attend over: the config's limit (GPT-2's n_positions, most others'
+    max_position_embeddings, older n_ctx), capped by the run's trained context when it is known."""
+    limit = next((getattr(config, a) for a in ("n_positions", "max_position_embeddings", "n_ctx")
+                  if isinstance(getattr(config, a, None), int)), None)
+    if limit is None and trained is None:
+        raise ValueError(f"{type(config).__name__} declares no context length")
+    return min(x for x in (limit, trained) if x is not None)
+
+
+@dataclass
+class Prefill:
+    """The prompts of one batch run once, left-padded, their cache repeated for their n samples."""
+    cache: object
+    logits: torch.Tensor  # (B*n, V) next-token logits
+    mask: torch.Tensor  # (B*n, T) attention mask so far
+    last_pos: torch.Tensor  # (B*n,) position of the last token
+
+
+def prefill(model, group: list[tuple[str, list[int], bool]], n: int, max_new_tokens: int, pad: int, device) -> Prefill:
+    width = max(len(ids) for _, ids, _ in group)
+    input_ids = torch.full((len(group), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(group), width), dtype=torch.long)
+    for i, (_, ids, _) in enumerate(group):
+        input_ids[i, width - len(ids):] = torch.tensor(ids)
+        mask[i, width - len(ids):] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = _kv_cache(model.config.num_hidden_layers, width + max_new_tokens)
+    out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                position_ids=positions.to(device), past_key_values=cache, use_cache=True)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(n)
+    return Prefill(cache, out.logits[:, -1].repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0).to(device),
+                   positions[:, -1].repeat_interleave(n, dim=0).to(device))
+
+
+class DecodeState:
+    """The sequences of one batch while they decode. `rows[r]` is (task_id, sample index, prompt cut); `active` are
+    the rows still running, in batch order; `finish` is the one way a row leaves the batch (and stops costing
+    compute: its cache rows, mask and positions are dropped)."""
+
+    def __init__(self, rows: list[tuple[str, int, bool]], start: Prefill, params: GenParams):
+        self.rows = rows
+        self.cache, self.logits, self.mask, self.last_pos = start.cache, start.logits, start.mask, start.last_pos
+        self.active = list(range(len(rows)))
+        self.new_ids: list[list[int]] = [[] for _ in rows]
+        self.tails = [""] * len(rows)
+        self.uniforms = torch.stack([torch.rand(params.max_new_tokens, generator=torch.Generator().manual_seed(
+            sample_seed(params.seed, t, k)), dtype=torch.float64) for t, k, _ in rows])  # (B, max_new_tokens)
+
+    def finish(self, finished: set[int], next_tok: torch.Tensor) -> torch.Tensor:
+        """Drops the batch positions in `finished`; returns `next_tok` for the rows that remain."""
+        keep = [j for j in range(len(self.active)) if j not in finished]
+        if len(keep) < len(self.active):
+            idx = torch.tensor(keep, device=self.mask.device)
+            self.cache.batch_select_indices(idx)
+            self.mask, self.last_pos, next_tok = self.mask[idx], self.last_pos[idx], next_tok[idx.cpu()]
+            self.active = [self.active[j] for j in keep]
+        return next_tok
+
+    def step(self, model, next_tok: torch.Tensor) -> None:
+        """Feeds one token per active row; the next logits are ready in `self.logits`."""
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.active), 1))], dim=1)
+        self.last_pos = self.last_pos + 1
+        out = model(input_ids=next_tok[:, None].to(self.mask.device), attention_mask=self.mask,
+                    position_ids=self.last_pos[:, None], past_key_values=self.cache, use_cache=True)
+        self.cache = out.past_key_values
+        self.logits = out.logits[:, -1]
+
+
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: list[tuple[str, str]], params: GenParams, batch_size: int = 64,
              on_batch=None, progress=None, context: int | None = None) -> GenStats:
     """prompts: (task_id, prompt). Calls on_batch(list[Generation]) as each batch of prompts finishes.
-    `context`: positions the model was trained on (default its n_positions); prompt + new tokens stay within it."""
+    `context`: positions the model was trained on (default its configured limit); prompt + new tokens stay within it."""
     model.eval()
     device = next(model.parameters()).device
-    context = min(context or model.config.n_positions, model.config.n_positions)
+    context = context_length(model.config, context)
     eos = tokenizer.eos_token_id
     pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    byte_decoder = _byte_decoder()
+    decoder = byte_decoder()
     stats = GenStats()
     longest_stop = max(len(s) for s in params.stop)
 
@@ -153,64 +210,28 @@ def generate(model, tokenizer, prompts: list[tuple[str, str]], params: GenParams
     start = time.perf_counter()
     for b in range(0, len(encoded), per_batch):
         group = encoded[b:b + per_batch]
-        # ---- prefill: each prompt once, left-padded; its cache is then repeated for its n samples ----
-        width = max(len(ids) for _, ids, _ in group)
-        input_ids = torch.full((len(group), width), eos, dtype=torch.long)
-        mask = torch.zeros((len(group), width), dtype=torch.long)
-        for i, (_, ids, _) in enumerate(group):
-            input_ids[i, width - len(ids):] = torch.tensor(ids)
-            mask[i, width - len(ids):] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = _kv_cache(model.config.n_layer, width + params.max_new_tokens)
-        out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                    position_ids=positions.to(device), past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
-        n = params.n
-        cache.batch_repeat_interleave(n)
-        logits = out.logits[:, -1].repeat_interleave(n, dim=0)  # (B, V)
-        mask = mask.repeat_interleave(n, dim=0).to(device)
-        last_pos = positions[:, -1].repeat_interleave(n, dim=0).to(device)
-        rows = [(task_id, k, cut) for task_id, _, cut in group for k in range(n)]
-        uniforms = torch.stack([torch.rand(params.max_new_tokens, generator=torch.Generator().manual_seed(
-            sample_seed(params.seed, t, k)), dtype=torch.float64) for t, k, _ in rows])  # (B, max_new_tokens)
-        new_ids: list[list[int]] = [[] for _ in rows]
-        tails = [""] * len(rows)
-        active = list(range(len(rows)))  # row numbers still generating, in batch order
-        done = []
-        # ---- decode: one token per step for the sequences still running ----
+        rows = [(task_id, k, cut) for task_id, _, cut in group for k in range(params.n)]
+        state = DecodeState(rows, prefill(model, group, params.n, params.max_new_tokens, eos, device), params)
         for step in range(params.max_new_tokens):
-            next_tok = choose_next(logits, params, uniforms[active, step]).cpu()
-            keep = []
-            for j, r in enumerate(active):
+            next_tok = choose_next(state.logits, params, state.uniforms[state.active, step]).cpu()
+            finished = set()
+            for j, r in enumerate(state.active):
                 tok = int(next_tok[j])
                 if tok == eos:
-                    done.append(r)
+                    finished.add(j)
                     continue
-                new_ids[r].append(tok)
-                tails[r] = (tails[r] + _piece_text(pieces[tok], byte_decoder))[-(longest_stop + 64):]
-                if any(s in tails[r] for s in params.stop):
-                    done.append(r)
-                else:
-                    keep.append(j)
-            if not keep:
-                active = []
+                state.new_ids[r].append(tok)
+                state.tails[r] = (state.tails[r] + piece_text(pieces[tok], decoder))[-(longest_stop + 64):]
+                if any(s in state.tails[r] for s in params.stop):
+                    finished.add(j)
+            if len(finished) == len(state.active):
                 break
-            if len(keep) < len(active):  # finished sequences stop costing compute
-                idx = torch.tensor(keep, device=device)
-                cache.batch_select_indices(idx)
-                mask, last_pos, next_tok = mask[idx], last_pos[idx], next_tok[idx.cpu()]
-                active = [active[j] for j in keep]
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-            last_pos = last_pos + 1
-            out = model(input_ids=next_tok[:, None].to(device), attention_mask=mask, position_ids=last_pos[:, None],
-                        past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
-            logits = out.logits[:, -1]
+            state.step(model, state.finish(finished, next_tok))
         results = []
         for r, (task_id, k, cut) in enumerate(rows):
-            text = tokenizer.decode(new_ids[r], skip_special_tokens=False, clean_up_tokenization_spaces=False)
-            results.append(Generation(task_id, k, truncate_at_stop(text, params.stop), len(new_ids[r]), cut))
-            stats.new_tokens += len(new_ids[r])
+            text = tokenizer.decode(state.new_ids[r], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            results.append(Generation(task_id, k, truncate_at_stop(text, params.stop), len(state.new_ids[r]), cut))
+            stats.new_tokens += len(state.new_ids[r])
         stats.sequences += len(rows)
         if on_batch:
             on_batch(results)
@@ -220,38 +241,3 @@ def generate(model, tokenizer, prompts: list[tuple[str, str]], params: GenParams
                                  refresh=False)
     stats.seconds = time.perf_counter() - start
     return stats
-
-
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's byte-level alphabet, inverted: token characters -> bytes."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
-
-
-def _piece_text(piece: str, byte_decoder: dict[str, int]) -> str:
-    """Text of one byte-level token (partial UTF-8 shows as U+FFFD; only used to spot ASCII stop sequences)."""
-    if piece is None:
-        return ""
-    if all(ch in byte_decoder for ch in piece):
-        return bytes(byte_decoder[ch] for ch in piece).decode("utf-8", errors="replace")
-    return piece  # special tokens
-
-
-def token_byte_lengths(tokenizer) -> list[int]:
-    """Bytes each token stands for (0 for special tokens): the denominator of bits per byte."""
-    byte_decoder = _byte_decoder()
-    special = set(tokenizer.all_special_ids)
-    out = []
-    for i, piece in enumerate(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))):
-        if i in special or piece is None:
-            out.append(0)
-        else:
-            out.append(sum(1 for ch in piece if ch in byte_decoder) or len(piece.encode()))
-    return out

@@ -9,8 +9,9 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness import atomic
-from harness.types import UserError
+from common import atomic
+from common.errors import UserError
+from harness.summary import Summary
 
 KEY = ("repo", "branch", "commit", "suite_hash", "n", "temperature", "top_p", "max_new_tokens", "seed")
 BASE_COLUMNS = ["repo", "branch", "commit", "step", "tokens", "parameters", "suite", "suite_hash", "perplexity",
@@ -19,24 +20,29 @@ TAIL_COLUMNS = ["n", "temperature", "top_p", "max_new_tokens", "seed", "sandbox"
 DEFAULT_PATH = Path("results") / "leaderboard.csv"
 
 
-def row_from_summary(s: dict) -> dict:
-    g = s["generation"]
-    row = {"repo": s["repo"], "branch": s["branch"], "commit": s["commit"], "step": s.get("step"),
-           "tokens": s.get("tokens_seen"), "parameters": s.get("parameters"), "suite": s["suite"],
-           "suite_hash": s["suite_hash"], "perplexity": s.get("perplexity"), "bits_per_byte": s.get("bits_per_byte"),
+def row_from_summary(s: Summary) -> dict:
+    g = s.generation
+    row = {"repo": s.repo, "branch": s.branch, "commit": s.commit, "step": s.step,
+           "tokens": s.tokens_seen, "parameters": s.parameters, "suite": s.suite,
+           "suite_hash": s.suite_hash, "perplexity": s.perplexity, "bits_per_byte": s.bits_per_byte,
            "n": g["n"], "temperature": g["temperature"], "top_p": g["top_p"], "max_new_tokens": g["max_new_tokens"],
-           "seed": g["seed"], "sandbox": s["sandbox"],
+           "seed": g["seed"], "sandbox": s.sandbox,
            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    for k, v in s.items():
-        if k.startswith("pass@"):
-            row[k] = v
+    for k, est in sorted(s.pass_at_k.items()):
+        row[f"pass@{k}"] = est.value
+        row[f"pass@{k}_stderr"] = est.stderr
     return row
+
+
+def column_k(name: str) -> int | None:
+    """`pass@10` -> 10; any other column (`pass@10_stderr` included) -> None. The one parser of pass@k columns."""
+    head, at, k = name.partition("@")
+    return int(k) if head == "pass" and at and k.isdigit() else None
 
 
 def reported_ks(rows: list[dict]) -> list[int]:
     """The k of every pass@k that at least one row reports."""
-    return sorted({int(c.split("@")[1]) for r in rows for c, v in r.items()
-                   if c.startswith("pass@") and "_" not in c and v not in ("", None)})
+    return sorted({k for r in rows for c, v in r.items() if (k := column_k(c)) is not None and v not in ("", None)})
 
 
 def _columns(rows: list[dict]) -> list[str]:

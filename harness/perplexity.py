@@ -9,7 +9,9 @@ from pathlib import Path
 
 import torch
 
-from harness.types import UserError
+from common.errors import UserError
+from harness.bytelevel import byte_decoder
+from harness.generate import context_length
 
 
 def load_texts(path: str | Path) -> tuple[list[str], str]:
@@ -48,13 +50,11 @@ def data_key(texts: list[str], max_tokens: int) -> str:
 @torch.inference_mode()
 def perplexity(model, tokenizer, texts: list[str], max_tokens: int = 131072, batch_size: int = 8,
                progress=None, context: int | None = None) -> dict:
-    """`context`: the window length, the model's trained context (default its n_positions). Per-window NLL sums are
+    """`context`: the window length, the model's trained context (default its configured limit). Per-window NLL sums are
     returned too, so a gate can bootstrap over windows."""
-    from harness.generate import token_byte_lengths
-
     model.eval()
     device = next(model.parameters()).device
-    context = min(context or model.config.n_positions, model.config.n_positions)
+    context = context_length(model.config, context)
     ids: list[int] = []
     for enc in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False):
         ids.extend(enc.ids)
@@ -87,3 +87,16 @@ def perplexity(model, tokenizer, texts: list[str], max_tokens: int = 131072, bat
     return {"perplexity": ppl, "nll": mean, "bits_per_byte": total_nll / math.log(2) / max(total_bytes, 1),
             "tokens": total_tokens, "windows": n_windows, "context": context,
             "window_nll": window_nll, "window_tokens": window_tokens}
+
+
+def token_byte_lengths(tokenizer) -> list[int]:
+    """Bytes each token stands for (0 for special tokens): the denominator of bits per byte."""
+    decoder = byte_decoder()
+    special = set(tokenizer.all_special_ids)
+    out = []
+    for i, piece in enumerate(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))):
+        if i in special or piece is None:
+            out.append(0)
+        else:
+            out.append(sum(1 for ch in piece if ch in decoder) or len(piece.encode()))
+    return out

@@ -2,10 +2,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.types import Sample, UserError, iter_json_objects
+from common.errors import UserError
+from common.jsonl import iter_json_objects
 from tasks import Suite
+
+
+@dataclass
+class Sample:
+    """One completion to score; `fields` keeps every input field so results can echo them."""
+    task_id: str
+    completion: str
+    fields: dict = field(default_factory=dict)
+    program: str | None = None  # a full program (bigcode-evaluation-harness style) replaces prompt+completion
 
 
 def read_samples(path: str | Path, suite: Suite) -> tuple[list[Sample], list[str]]:

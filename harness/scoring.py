@@ -9,14 +9,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from harness import __version__, atomic
-from harness.passk import pass_at_k
-from harness.types import Job, Sample, UserError
+from common import atomic
+from common.errors import UserError
+from common.jsonl import read_log
+from common.progress import progress
+from harness import __version__
+from harness.samples import Sample
+from harness.summary import SUMMARY, Summary
+from sandbox.jobs import Job
 from tasks import Suite
+from tasks.passk import pass_at_k
 
 VERDICTS = "verdicts.jsonl"  # append-only cache of finished verdicts: what lets a killed run resume
 RESULTS = "results.jsonl"
-SUMMARY = "summary.json"
 MANIFEST = "manifest.json"
 
 
@@ -41,16 +46,7 @@ def sample_key(index: int, program: str, timeout: float) -> str:
 
 
 def load_cached_verdicts(path: Path) -> dict[str, dict]:
-    cached = {}
-    if path.exists():
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                    cached[row["key"]] = row
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a run killed mid-write leaves at most one torn line; it is judged again
-    return cached
+    return {row["key"]: row for row in read_log(path, required=("key", "passed", "result"))}
 
 
 def result_kind(result: str) -> str:
@@ -61,9 +57,9 @@ def result_kind(result: str) -> str:
 
 
 def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: Callable, timeout: float,
-          ks: list[int], meta: dict | None = None, notes: list[str] | None = None, sandbox: str = "docker") -> dict:
-    from harness.progress import progress
-
+          ks: list[int], meta: dict | None = None, notes: list[str] | None = None, sandbox: str = "docker") -> Summary:
+    """Judges every sample not already judged, writes results.jsonl and summary.json, returns the Summary.
+    `meta`: Summary fields that describe where the samples came from (checkpoint, generation...)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_output_dir(out_dir, suite)
@@ -103,38 +99,13 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
     table, k_notes = pass_at_k(per_task, ks)
     notes += k_notes
     ns = sorted({n for n, _ in per_task.values()})
-    summary = {
-        **(meta or {}),
-        "suite": suite.name,
-        "suite_hash": suite.hash,
-        "tasks_scored": [t for t in suite.by_id() if t in per_task],
-        "tasks_missing": missing,
-        "samples": len(samples),
-        "samples_per_task": ns[0] if len(ns) == 1 else {"min": ns[0], "max": ns[-1]},
-        "timeout_s": timeout,
-        **{name: row["value"] for name, row in table.items()},
-        **{f"{name}_stderr": row["stderr"] for name, row in table.items()},
-        "result_counts": dict(kinds.most_common()),
-        "timings": {"execute_s": round(exec_s, 3), "executed": len(todo), "cached": len(samples) - len(todo)},
-        "sandbox": sandbox,
-        "harness_version": __version__,
-        "notes": notes,
-    }
-    atomic.write_json(out_dir / SUMMARY, summary)
+    summary = Summary(
+        suite=suite.name, suite_hash=suite.hash, samples=len(samples), timeout_s=timeout, sandbox=sandbox,
+        harness_version=__version__, pass_at_k=table,
+        tasks_scored=[t for t in suite.by_id() if t in per_task], tasks_missing=missing,
+        samples_per_task=ns[0] if len(ns) == 1 else {"min": ns[0], "max": ns[-1]},
+        result_counts=dict(kinds.most_common()),
+        timings={"execute_s": round(exec_s, 3), "executed": len(todo), "cached": len(samples) - len(todo)},
+        notes=notes, **(meta or {}))
+    summary.write(out_dir / SUMMARY)
     return summary
-
-
-def format_table(summary: dict) -> str:
-    from tabulate import tabulate
-
-    ks = sorted(int(k.split("@")[1]) for k in summary if k.startswith("pass@") and not k.endswith("_stderr"))
-    rows = [[f"pass@{k}", f"{100 * summary[f'pass@{k}']:.2f}%", f"± {100 * summary[f'pass@{k}_stderr']:.2f}"]
-            for k in ks]
-    head = (f"{summary['suite']} (hash {summary['suite_hash']}): {len(summary['tasks_scored'])} tasks, "
-            f"{summary['samples']} samples, sandbox {summary['sandbox']}")
-    counts = ", ".join(f"{k}: {v}" for k, v in summary["result_counts"].items())
-    text = head + "\n" + tabulate(rows, headers=["metric", "value", "std. error"], tablefmt="github")
-    text += f"\nresults: {counts}"
-    for note in summary.get("notes", []):
-        text += f"\nnote: {note}"
-    return text

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from harness.types import run_cli
+from common.errors import run_cli
 
 
 def cmd_corpus(args) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.types import UserError
+from common.errors import UserError
 
 # CodeParrot's stability options: scale attention by 1/layer index and upcast/reorder the attention
 # product (the latter applies to the eager attention path, which fp16 training of the large model uses).
@@ -44,7 +44,3 @@ def make_config(model: str, tokenizer):
             setattr(config, k, v)
         return config
     raise UserError(f"unknown model {model!r}: use one of {', '.join(PRESETS)}, a config.json or a save_pretrained folder")
-
-
-def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())

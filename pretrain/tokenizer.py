@@ -5,8 +5,8 @@ import keyword
 from itertools import islice
 from pathlib import Path
 
-from harness import atomic
-from harness.types import UserError
+from common import atomic
+from common.errors import UserError
 from pretrain.corpus import data_files, iter_contents
 
 EOS = "<|endoftext|>"

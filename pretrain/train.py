@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from harness import atomic
-from harness.types import UserError
+from checkpoint_hub import TRAINING_STATE, TrainingState
+from common import atomic
+from common.errors import UserError
 from pretrain.corpus import data_files, iter_contents
 
 # The course's data-science key tokens for the optional weighted loss.
@@ -227,10 +228,10 @@ def train(cfg: TrainConfig) -> dict:
     from accelerate.utils import set_seed
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
-    from harness.progress import progress
+    from common.progress import progress
 
-    from pretrain.hub import check_repo, open_hub
-    from pretrain.models import count_parameters, make_config
+    from checkpoint_hub import check_repo, open_hub
+    from pretrain.models import make_config
 
     # ---- config -------------------------------------------------------------------------------
     if cfg.max_steps < 1 or cfg.save_every < 1:
@@ -279,7 +280,7 @@ def train(cfg: TrainConfig) -> dict:
     model = AutoModelForCausalLM.from_config(config)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    n_params = count_parameters(model)
+    n_params = model.num_parameters()
 
     # ---- optimizer and schedule ----------------------------------------------------------------
     # fused: one kernel for the whole update instead of a Python-level loop over parameter groups
@@ -363,10 +364,9 @@ def train(cfg: TrainConfig) -> dict:
         accelerator.log(logs, step=step)
         history.append({"step": step, "tokens": tokens, "train_loss": train_loss, "time": now, **(valid or {})})
         if is_save:
-            state = {"run": cfg.run, "step": step, "tokens": tokens, "train_loss": train_loss, **valid,
-                     "n_params": n_params, "seq_length": seq_length, "mixed_precision": precision,
-                     "corpus": str(Path(cfg.corpus).resolve()),
-                     "world_size": accelerator.num_processes}
+            state = TrainingState(step=step, run=cfg.run, tokens=tokens, train_loss=train_loss, **valid,
+                                  n_params=n_params, seq_length=seq_length, mixed_precision=precision,
+                                  corpus=str(Path(cfg.corpus).resolve()), world_size=accelerator.num_processes)
             save_checkpoint(accelerator, model, tokenizer, hub, cfg, state, state_dir)
     bar.close()
     accelerator.end_training()
@@ -374,24 +374,25 @@ def train(cfg: TrainConfig) -> dict:
             "is_main": accelerator.is_main_process}
 
 
-def save_checkpoint(accelerator, model, tokenizer, hub, cfg, state, state_dir):
+def save_checkpoint(accelerator, model, tokenizer, hub, cfg, state: TrainingState, state_dir):
     """A save_pretrained folder + training_state.json as one commit `step N` on branch `run`; then the
     accelerator state (model, optimizer, scheduler, RNG) for --resume, written beside it, then renamed in."""
     accelerator.wait_for_everyone()
+    commit = None
     if accelerator.is_main_process:
-        folder = state_dir.parent / f".checkpoint-{state['step']}"
+        folder = state_dir.parent / f".checkpoint-{state.step}"
         shutil.rmtree(folder, ignore_errors=True)
         accelerator.unwrap_model(model).save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
-        atomic.write_json(folder / "training_state.json", state)
-        state["commit"] = hub.push(cfg.run, folder, f"step {state['step']}")
+        atomic.write_json(folder / TRAINING_STATE, state.to_json())
+        commit = hub.push(cfg.run, folder, f"step {state.step}")
         shutil.rmtree(folder, ignore_errors=True)
     tmp = state_dir.with_name(state_dir.name + ".tmp")
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        atomic.write_json(tmp / "trainer_state.json", state)
+        atomic.write_json(tmp / "trainer_state.json", {**state.to_json(), "commit": commit})
         shutil.rmtree(state_dir, ignore_errors=True)
         tmp.rename(state_dir)
-        accelerator.print(f"checkpoint step {state['step']} -> {cfg.repo} branch {cfg.run} commit {state['commit'][:10]}")
+        accelerator.print(f"checkpoint step {state.step} -> {cfg.repo} branch {cfg.run} commit {commit[:10]}")
     accelerator.wait_for_everyone()

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.types import UserError
+from common.errors import UserError
 
 HERE = Path(__file__).resolve().parent
 IMAGE_SOURCES = ("Dockerfile", "worker.py")  # everything copied into the image; the tag hashes these

@@ -14,35 +14,36 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from harness.types import Job, UserError, Verdict
+from common.errors import UserError
 from sandbox import image as sandbox_image
+from sandbox.jobs import Job, Verdict
+from sandbox.limits import Limits
+from sandbox.policy import LABEL, OWNER_LABEL, docker_run_args
 
 WORKER_PY = Path(__file__).resolve().parent / "worker.py"
-LABEL = "codeparrot-harness.sandbox"
-OWNER_LABEL = "codeparrot-harness.owner"
 BACKENDS = ("docker", "process")
 
 
-@dataclass
-class Limits:
-    """Per-sample limits (enforced inside the worker) and per-container limits (enforced by Docker)."""
-    memory_mb: int = 512  # address-space budget above the child's size at fork
-    fsize_mb: int = 16
-    nofile: int = 64
-    nproc: int = 32  # processes + threads per sample
-    output_cap: int = 8192
-    tmpfs_mb: int = 64  # per slot
-    pids: int = 512  # per container
-    slots: int = 2  # samples run at once per container
+WINDOW_PER_SLOT = 8  # jobs queued inside a worker per slot, so that it never waits on the host
 
-    def container_memory_mb(self) -> int:
-        # Enough for every slot to use its whole budget plus its tmpfs plus the worker; beyond that the
-        # kernel's OOM killer picks a sample (oom_score_adj=1000), never the worker.
-        return self.slots * (self.memory_mb + self.tmpfs_mb) + 256
+
+def refill_plan(loads: list[int | None], pending: int, window: int, slots: int) -> list[int]:
+    """How many pending jobs to hand each worker now. `loads[i]` is worker i's jobs in flight, None when dead.
+
+    A worker is refilled only once it is down to half its window (so refills are batched: one write each), up to the
+    full window; near the end what is left is spread over the workers instead of queued behind the first.
+    """
+    plan = []
+    alive = max(1, len(loads))
+    for load in loads:
+        room = 0 if load is None or load > window // 2 else window - load
+        room = min(room, max(slots, pending // alive), pending)
+        plan.append(room)
+        pending -= room
+    return plan
 
 
 def _owner() -> str:
@@ -88,31 +89,12 @@ class _Worker:
         self.last_seen = time.monotonic()
         self.name = f"codeparrot-sandbox-{os.getpid()}-{index}-{uuid.uuid4().hex[:6]}"
         limits = pool.limits
-        worker_args = ["--slots", str(limits.slots), "--memory-mb", str(limits.memory_mb),
-                       "--fsize-mb", str(limits.fsize_mb), "--nofile", str(limits.nofile),
-                       "--nproc", str(limits.nproc), "--output-cap", str(limits.output_cap),
-                       # distinct uids per container: RLIMIT_NPROC counts per uid across the whole host
-                       "--uid-base", str(50000 + 100 * (index % 1000))]
         if pool.backend == "docker":
-            cmd = sandbox_image.docker_cmd() + [
-                "run", "-i", "--rm", "--name", self.name,
-                "--label", f"{LABEL}=1", "--label", f"{OWNER_LABEL}={_owner()}",
-                "--network", "none", "--read-only", "--init", "--ipc", "none",
-                "--cap-drop", "ALL",
-                # what the worker needs: switch each child to its own uid (SETUID/SETGID), hand it its work
-                # dir (CHOWN), clean that dir afterwards (DAC_OVERRIDE, FOWNER), kill it (KILL)
-                "--cap-add", "SETUID", "--cap-add", "SETGID", "--cap-add", "CHOWN",
-                "--cap-add", "DAC_OVERRIDE", "--cap-add", "FOWNER", "--cap-add", "KILL",
-                "--security-opt", "no-new-privileges",
-                "--memory", f"{limits.container_memory_mb()}m", "--memory-swap", f"{limits.container_memory_mb()}m",
-                "--pids-limit", str(limits.pids), "--log-driver", "none",
-            ]
-            for slot in range(limits.slots):
-                cmd += ["--tmpfs", f"/work/{slot}:rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=0700"]
-            cmd += [pool.image] + worker_args
+            cmd = sandbox_image.docker_cmd() + docker_run_args(limits, pool.image, self.name, _owner(), index)
         else:
             self.workdir = tempfile.mkdtemp(prefix="sandbox-process-")
-            cmd = [sys.executable, "-u", "-I", str(WORKER_PY), "--no-setuid", "--work-root", self.workdir] + worker_args
+            cmd = [sys.executable, "-u", "-I", str(WORKER_PY), "--no-setuid", "--work-root", self.workdir,
+                   *limits.worker_args(index)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL if pool.backend == "docker" else None, bufsize=0)
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -225,14 +207,13 @@ class SandboxPool:
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Verdict]]:
         pending: deque[tuple[int, Job, int]] = deque((i, job, 0) for i, job in enumerate(jobs))
         # Jobs queued inside each worker so it never waits on us; refilled in batches (one write each).
-        window = 8 * self.limits.slots
+        window = WINDOW_PER_SLOT * self.limits.slots
         outstanding = len(pending)
         while outstanding:
-            for w in list(self.workers):
-                room = 0 if w.dead or len(w.inflight) > window // 2 else window - len(w.inflight)
-                # near the end, spread what is left instead of queueing it all behind one worker
-                room = min(room, max(self.limits.slots, len(pending) // len(self.workers)))
-                batch = [pending.popleft() for _ in range(min(room, len(pending)))]
+            workers = list(self.workers)
+            loads = [None if w.dead else len(w.inflight) for w in workers]
+            for w, take in zip(workers, refill_plan(loads, len(pending), window, self.limits.slots)):
+                batch = [pending.popleft() for _ in range(take)]
                 if batch and not w.send(batch):
                     w.kill()  # its reader reports it dead; its jobs, these included, are re-queued
             try:

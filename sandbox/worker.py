@@ -28,20 +28,26 @@ PRELOAD = ("typing", "math", "re", "collections", "itertools", "functools", "str
 PAGE = resource.getpagesize()
 MB = 2**20
 SAMPLE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+# The child's file descriptors (the protocol between worker and sample): stdin is /dev/null, stdout and stderr
+# share the capped output pipe, RESULT_FD carries the verdict marker; every other fd is closed before the sample.
+STDIN_FD, STDOUT_FD, STDERR_FD, RESULT_FD = 0, 1, 2, 3
+FIRST_CLOSED_FD = RESULT_FD + 1
+RESULT_CAP = 1024  # bytes of the result pipe kept: the marker or an error message
 KILL_GRACE_S = 0.5  # after SIGKILL, how long to wait for the kernel to reap before declaring the slot lost
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser()
-    p.add_argument("--slots", type=int, default=2, help="samples run at the same time")
+    # The limits have no defaults here: the host passes every one (sandbox/limits.py is their only home).
+    p.add_argument("--slots", type=int, required=True, help="samples run at the same time")
     p.add_argument("--work-root", default="/work", help="one sub-directory (a tmpfs in Docker) per slot")
-    p.add_argument("--uid-base", type=int, default=50000, help="slot i runs as uid/gid uid_base + i")
+    p.add_argument("--uid-base", type=int, required=True, help="slot i runs as uid/gid uid_base + i")
     p.add_argument("--no-setuid", action="store_true", help="host-process backend: keep the caller's uid")
-    p.add_argument("--memory-mb", type=int, default=512, help="address-space budget above the child's size")
-    p.add_argument("--fsize-mb", type=int, default=16, help="largest file a sample may write")
-    p.add_argument("--nofile", type=int, default=64)
-    p.add_argument("--nproc", type=int, default=32, help="processes + threads per sample uid")
-    p.add_argument("--output-cap", type=int, default=8192, help="bytes of stdout+stderr kept per sample")
+    p.add_argument("--memory-mb", type=int, required=True, help="address-space budget above the child's size")
+    p.add_argument("--fsize-mb", type=int, required=True, help="largest file a sample may write")
+    p.add_argument("--nofile", type=int, required=True)
+    p.add_argument("--nproc", type=int, required=True, help="processes + threads per sample uid")
+    p.add_argument("--output-cap", type=int, required=True, help="bytes of stdout+stderr kept per sample")
     return p.parse_args(argv)
 
 
@@ -76,8 +82,27 @@ class Slot:
         self.index = index
         self.uid = uid
         self.workdir = os.path.join(work_root, str(index))
-        self.job = None
-        self.pid = None
+        self.clear()
+
+    def clear(self):
+        """No sample in the slot. Every per-sample attribute is declared here."""
+        self.job = None  # the job dict being run
+        self.pid = None  # the child's pid (also its process group and session id)
+        self.token = None  # the per-sample pass marker, known only to the worker and the child
+        self.out_fd = None  # read end of the child's stdout+stderr pipe
+        self.res_fd = None  # read end of the child's RESULT_FD pipe
+        self.output = bytearray()  # captured output, at most --output-cap bytes
+        self.dropped = 0  # output bytes read past the cap and dropped
+        self.result = bytearray()  # what the child wrote on RESULT_FD, at most RESULT_CAP bytes
+        self.started = 0.0  # monotonic start time
+        self.deadline = 0.0  # monotonic wall-clock deadline
+        self.timed_out = False
+
+    def begin(self, job, pid, token, out_fd, res_fd, timeout):
+        self.clear()
+        self.job, self.pid, self.token, self.out_fd, self.res_fd = job, pid, token, out_fd, res_fd
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
 
     def busy(self):
         return self.job is not None
@@ -92,6 +117,7 @@ class Worker:
             os.makedirs(slot.workdir, exist_ok=True)
         self.queue = []
         self.outbuf = []
+        self.first_unsent = 0.0  # when the oldest unsent verdict was buffered
         self.inbuf = b""
         self.stdin_open = True
         self.fd_owner = {}  # fd -> (slot, "out" | "res")
@@ -154,23 +180,18 @@ class Worker:
         out_r, out_w = os.pipe()
         res_r, res_w = os.pipe()
         token = secrets.token_hex(16).encode()
-        timeout = float(job.get("timeout", 3.0))
+        timeout = float(job["timeout"])
         pid = os.fork()
         if pid == 0:
             self.confine_child(slot, out_w, res_w, timeout)
-            run_child(job["program"], 3, token)
+            run_child(job["program"], RESULT_FD, token)
         os.close(out_w)
         os.close(res_w)
         for fd in (out_r, res_r):
             os.set_blocking(fd, False)
         self.fd_owner[out_r] = (slot, "out")
         self.fd_owner[res_r] = (slot, "res")
-        slot.job, slot.pid, slot.token = job, pid, token
-        slot.out_fd, slot.res_fd = out_r, res_r
-        slot.output, slot.dropped, slot.result = bytearray(), 0, bytearray()
-        slot.started = time.monotonic()
-        slot.deadline = slot.started + timeout
-        slot.timed_out = False
+        slot.begin(job, pid, token, out_r, res_r, timeout)
 
     def confine_child(self, slot, out_w, res_w, timeout):
         """In the child: own session, fresh fds, limits, unprivileged uid, scrubbed environment."""
@@ -178,11 +199,11 @@ class Worker:
         try:
             os.setsid()  # own session and process group, so the whole group can be killed at once
             devnull = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(devnull, 0)
-            os.dup2(out_w, 1)  # sys.stdout/sys.stderr (unbuffered, -u) now write into the capped pipe
-            os.dup2(out_w, 2)
-            os.dup2(res_w, 3)
-            os.closerange(4, 1 << 16)  # also closes the signal wakeup pipe and the worker's protocol fds
+            os.dup2(devnull, STDIN_FD)
+            os.dup2(out_w, STDOUT_FD)  # sys.stdout/sys.stderr (unbuffered, -u) now write into the capped pipe
+            os.dup2(out_w, STDERR_FD)
+            os.dup2(res_w, RESULT_FD)
+            os.closerange(FIRST_CLOSED_FD, 1 << 16)  # also closes the signal wakeup pipe and the worker's protocol fds
             signal.set_wakeup_fd(-1)  # else a signal in the sample writes a byte into whatever file reuses that fd
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -213,7 +234,7 @@ class Worker:
             os.environ["HOME"] = os.environ["TMPDIR"] = slot.workdir
         except BaseException as exc:
             try:
-                os.write(3, b"E" + describe_exception(exc).encode())
+                os.write(RESULT_FD, b"E" + describe_exception(exc).encode())
             finally:
                 os._exit(70)
 
@@ -235,7 +256,7 @@ class Worker:
                     slot.res_fd = None
                 return
             if kind == "res":
-                slot.result += chunk[: 1024 - len(slot.result)]
+                slot.result += chunk[: RESULT_CAP - len(slot.result)]
             else:
                 room = self.args.output_cap - len(slot.output)
                 slot.output += chunk[:room]
@@ -284,7 +305,7 @@ class Worker:
         if slot.dropped:
             output += f"\n[... {slot.dropped} more bytes of output dropped]".encode()
         job = slot.job
-        slot.job = slot.pid = None
+        slot.clear()
         self.clean_workdir(slot)
         self.emit(job, passed, result, output, elapsed)
 

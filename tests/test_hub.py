@@ -3,9 +3,11 @@ import subprocess
 
 import pytest
 
-from harness.types import UserError
-from pretrain import hub as hub_mod
-from pretrain.hub import HFHub, LocalHub, open_hub
+from common.errors import UserError
+import checkpoint_hub as hub_mod
+from checkpoint_hub import open_hub
+from checkpoint_hub.hf import HFHub
+from checkpoint_hub.local import LocalHub
 
 
 def ckpt(tmp_path, name, step):

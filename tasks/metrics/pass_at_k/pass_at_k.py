@@ -8,7 +8,7 @@
 import datasets
 import evaluate
 
-from harness.passk import pass_at_k
+from tasks.passk import pass_at_k
 
 _DESCRIPTION = """The unbiased pass@k estimator of Chen et al. (2021), 1 - C(n-c, k)/C(n, k) per problem, averaged over
 problems, with the standard error of that mean. Unlike `code_eval` it does not run code: give it per-problem
@@ -53,7 +53,7 @@ class PassAtK(evaluate.Metric):
             counts = {str(i): (int(n), int(c)) for i, (c, n) in enumerate(zip(predictions, references))}
         table, _ = pass_at_k(counts, k)
         out = {}
-        for name, row in table.items():
-            out[name] = row["value"]
-            out[f"{name}_stderr"] = row["stderr"]
+        for k, est in table.items():
+            out[f"pass@{k}"] = est.value
+            out[f"pass@{k}_stderr"] = est.stderr
         return out

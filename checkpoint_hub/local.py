@@ -1,42 +1,20 @@
-"""The checkpoint store, with Hugging Face Hub semantics: branch = training run, commit = checkpoint, `main` = gated.
-
-Two backends behind one small interface (`open_hub`): a local bare git repository (the embedded default), and
-`hf://org/name` through huggingface_hub (needs network). The rest of the code does not know which it talks to.
-"""
+"""A local bare git repository as a checkpoint hub: the embedded default."""
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from harness.types import UserError
+from checkpoint_hub.base import MAIN, Commit, Hub
+from common.errors import UserError
+from common.paths import cache_root
 
-MAIN = "main"
 MARKER_KEY = "codeparrot-harness.hub"
 GIT_ENV = {"GIT_AUTHOR_NAME": "codeparrot-harness", "GIT_AUTHOR_EMAIL": "harness@localhost",
            "GIT_COMMITTER_NAME": "codeparrot-harness", "GIT_COMMITTER_EMAIL": "harness@localhost",
            "GIT_TERMINAL_PROMPT": "0"}
-
-
-@dataclass(frozen=True)
-class Commit:
-    sha: str
-    message: str
-    date: str
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "codeparrot-harness"))
-
-
-def open_hub(spec: str, create: bool = False):
-    """`hf://org/name` -> HFHub; anything else is a local path -> LocalHub (created when `create`)."""
-    if spec.startswith("hf://"):
-        return HFHub(spec[len("hf://"):], create=create)
-    return LocalHub(spec, create=create)
 
 
 def check_repo(spec: str) -> None:
@@ -49,7 +27,7 @@ def check_repo(spec: str) -> None:
                         "(it is created on the first push) or an existing hub repo")
 
 
-class LocalHub:
+class LocalHub(Hub):
     """A bare git repository. Each push writes objects first and moves the branch ref last, atomically
     (compare-and-swap with `git update-ref`), so a crash mid-push leaves only unreferenced objects."""
 
@@ -111,24 +89,9 @@ class LocalHub:
         sha = self._git("rev-parse", "--verify", "-q", f"refs/heads/{branch}^{{commit}}", check=False)
         return sha or None
 
-    def commits(self, branch: str) -> list[Commit]:
-        """Newest first."""
-        if self.head(branch) is None:
-            raise UserError(f"no branch {branch!r} in {self.url}; branches: {', '.join(self.branches()) or 'none'}")
+    def _history(self, branch: str) -> list[Commit]:
         out = self._git("log", "--format=%H%x00%s%x00%cI", f"refs/heads/{branch}")
         return [Commit(*line.split("\0")) for line in out.splitlines() if line]
-
-    def resolve(self, branch: str, commit: str | None = None) -> str:
-        """Full sha of the branch head, or of `commit` (a short sha allowed) on that branch."""
-        history = self.commits(branch)
-        if commit is None:
-            return history[0].sha
-        matches = [c.sha for c in history if c.sha.startswith(commit.lower())]
-        if len(matches) != 1:
-            listing = ", ".join(f"{c.sha[:8]} ({c.message})" for c in history[:10])
-            what = "is ambiguous" if matches else "is not"
-            raise UserError(f"commit {commit!r} {what} on branch {branch!r}; its commits: {listing}")
-        return matches[0]
 
     def push(self, branch: str, folder: str | Path, message: str) -> str:
         """One new commit on `branch` (created from main) whose tree is exactly `folder`."""
@@ -179,60 +142,3 @@ class LocalHub:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return dest
-
-
-class HFHub:
-    """`hf://org/name` on the Hugging Face Hub (needs network and a token with write access to push)."""
-
-    def __init__(self, repo_id: str, create: bool = False):
-        from huggingface_hub import HfApi
-
-        self.repo_id = repo_id
-        self.url = f"hf://{repo_id}"
-        self.api = HfApi()
-        if create:
-            self.api.create_repo(repo_id, exist_ok=True)
-
-    def branches(self) -> list[str]:
-        return sorted(b.name for b in self.api.list_repo_refs(self.repo_id).branches)
-
-    def head(self, branch: str) -> str | None:
-        for b in self.api.list_repo_refs(self.repo_id).branches:
-            if b.name == branch:
-                return b.target_commit
-        return None
-
-    def commits(self, branch: str) -> list[Commit]:
-        if self.head(branch) is None:
-            raise UserError(f"no branch {branch!r} in {self.url}; branches: {', '.join(self.branches()) or 'none'}")
-        return [Commit(c.commit_id, c.title, c.created_at.isoformat())
-                for c in self.api.list_repo_commits(self.repo_id, revision=branch)]
-
-    def resolve(self, branch: str, commit: str | None = None) -> str:
-        return LocalHub.resolve(self, branch, commit)  # same rules, over this backend's commits()
-
-    def push(self, branch: str, folder: str | Path, message: str) -> str:
-        self.api.create_branch(self.repo_id, branch=branch, revision=MAIN, exist_ok=True)
-        info = self.api.upload_folder(repo_id=self.repo_id, folder_path=str(folder), revision=branch,
-                                      commit_message=message, delete_patterns="*")
-        return info.oid
-
-    def merge_into_main(self, branch: str, commit: str, message: str) -> str:
-        folder = self.materialize(commit)
-        info = self.api.upload_folder(repo_id=self.repo_id, folder_path=str(folder), revision=MAIN,
-                                      commit_message=message, delete_patterns="*")
-        return info.oid
-
-    def read_file(self, commit: str, path: str) -> bytes | None:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.utils import EntryNotFoundError
-
-        try:
-            return Path(hf_hub_download(self.repo_id, path, revision=commit)).read_bytes()
-        except EntryNotFoundError:
-            return None
-
-    def materialize(self, commit: str) -> Path:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(self.repo_id, revision=commit))

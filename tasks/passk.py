@@ -1,9 +1,12 @@
 """pass@k: the unbiased estimator of Chen et al. (2021), per problem, averaged over problems with a standard error."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 import numpy as np
+
+from common.errors import UserError
 
 
 def estimate_pass_at_k(n: int, c: int, k: int) -> float:
@@ -21,8 +24,6 @@ def estimate_pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def parse_ks(spec: str | Iterable[int]) -> list[int]:
-    from harness.types import UserError
-
     if isinstance(spec, str):
         try:
             ks = [int(x) for x in spec.split(",") if x.strip()]
@@ -35,8 +36,16 @@ def parse_ks(spec: str | Iterable[int]) -> list[int]:
     return sorted(set(ks))
 
 
-def pass_at_k(counts: Mapping[str, tuple[int, int]], ks: Iterable[int]) -> tuple[dict, list[str]]:
-    """counts: task_id -> (n, c). Returns ({"pass@k": {"value", "stderr", "problems"}}, notes).
+@dataclass(frozen=True)
+class PassK:
+    """One pass@k: the mean over problems, its standard error, and how many problems it averages."""
+    value: float
+    stderr: float
+    problems: int
+
+
+def pass_at_k(counts: Mapping[str, tuple[int, int]], ks: Iterable[int]) -> tuple[dict[int, PassK], list[str]]:
+    """counts: task_id -> (n, c). Returns ({k: PassK}, notes).
 
     A pass@k is reported only when every scored problem has n >= k; the standard error is that of the
     mean over problems (sample std with ddof=1 over sqrt(#problems)), the spread a different draw of
@@ -53,5 +62,5 @@ def pass_at_k(counts: Mapping[str, tuple[int, int]], ks: Iterable[int]) -> tuple
             continue
         per = np.array([estimate_pass_at_k(n, c, k) for n, c in counts.values()])
         stderr = float(per.std(ddof=1) / np.sqrt(len(per))) if len(per) > 1 else 0.0
-        out[f"pass@{k}"] = {"value": float(per.mean()), "stderr": stderr, "problems": len(per)}
+        out[k] = PassK(float(per.mean()), stderr, len(per))
     return out, notes

@@ -1,0 +1,112 @@
+"""What an evaluation is asked to do, declared once: `EvalConfig` (suite, k, generation, perplexity, where results go)
+and `SandboxConfig` (backend and limits). The CLI builds them from its arguments; library callers build them directly.
+Validation lives here, so every entry point rejects the same bad input with the same one line."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from common.errors import UserError
+from sandbox.limits import DEFAULT_MEMORY_MB, DEFAULT_SLOTS, DEFAULT_TIMEOUT_S, MIN_MEMORY_MB
+from tasks.passk import parse_ks
+
+# HumanEval's stop sequences (Codex paper; bigcode-evaluation-harness uses the same list).
+STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```")
+
+
+@dataclass(frozen=True)
+class GenParams:
+    n: int = 10
+    temperature: float = 0.2
+    top_p: float = 0.95
+    max_new_tokens: int = 128
+    seed: int = 0
+    stop: tuple[str, ...] = STOP_SEQUENCES
+
+    def __post_init__(self):
+        if self.n < 1 or self.max_new_tokens < 1 or self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise UserError("generation needs --n >= 1, --max-new-tokens >= 1, --temperature >= 0 and "
+                            "0 < --top-p <= 1")
+
+    def key(self) -> str:
+        return hashlib.sha256(repr(sorted(asdict(self).items())).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    backend: str = "docker"  # or "process": NO isolation, for machines without Docker only
+    workers: int | None = None  # containers; default: CPU count
+    slots: int = DEFAULT_SLOTS
+    timeout: float = DEFAULT_TIMEOUT_S
+    memory_mb: int = DEFAULT_MEMORY_MB
+
+    def __post_init__(self):
+        if self.timeout <= 0:
+            raise UserError(f"--timeout must be positive, got {self.timeout}")
+        if self.workers is not None and self.workers < 1:
+            raise UserError(f"--workers must be at least 1, got {self.workers}")
+        if self.memory_mb < MIN_MEMORY_MB:
+            raise UserError(f"--memory-mb must be at least {MIN_MEMORY_MB}, got {self.memory_mb}")
+
+    @classmethod
+    def from_args(cls, args) -> "SandboxConfig":
+        return cls(backend=args.sandbox, workers=args.workers, slots=max(1, args.slots), timeout=args.timeout,
+                   memory_mb=args.memory_mb)
+
+    def make_pool(self):
+        from sandbox.limits import Limits
+        from sandbox.pool import SandboxPool
+
+        return SandboxPool(backend=self.backend, workers=self.workers,
+                           limits=Limits(slots=self.slots, memory_mb=self.memory_mb))
+
+    def preflight(self) -> None:
+        """Fail in one line before hours of generation, not after: no engine, no image."""
+        if self.backend == "docker":
+            from sandbox import image
+
+            image.ensure_image()
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    tasks: str = "humaneval"  # a registered suite or a JSONL file of tasks
+    limit: int | None = None  # only the first N tasks
+    ks: tuple[int, ...] = (1, 10, 100)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    gen: GenParams = field(default_factory=GenParams)
+    gen_batch_size: int = 64
+    ppl: bool = True
+    ppl_data: str | None = None  # default: the checkpoint's corpus, valid split
+    ppl_max_tokens: int = 65536
+    output_dir: Path | None = None  # default: eval/<branch>/<commit>-<suite>-<params>
+    leaderboard: Path | None = Path("results/leaderboard.csv")  # None: do not upsert
+
+    def __post_init__(self):
+        if self.gen_batch_size < 1:
+            raise UserError(f"--gen-batch-size must be at least 1, got {self.gen_batch_size}")
+        if self.ppl_max_tokens < 2:
+            raise UserError(f"--ppl-max-tokens must be at least 2, got {self.ppl_max_tokens}")
+
+    @classmethod
+    def from_args(cls, args) -> "EvalConfig":
+        return cls(tasks=args.tasks, limit=args.limit, ks=tuple(parse_ks(args.k)), sandbox=SandboxConfig.from_args(args),
+                   gen=GenParams(n=args.n, temperature=args.temperature, top_p=args.top_p,
+                                 max_new_tokens=args.max_new_tokens, seed=args.seed),
+                   gen_batch_size=args.gen_batch_size, ppl=not args.no_ppl, ppl_data=args.ppl_data,
+                   ppl_max_tokens=args.ppl_max_tokens,
+                   output_dir=Path(args.output_dir) if args.output_dir else None,
+                   leaderboard=None if args.no_leaderboard else Path(args.leaderboard))
+
+    def load_suite(self):
+        from tasks import load_suite
+
+        return load_suite(self.tasks).limit(self.limit)
+
+    def checkpoint_dir(self, ref, suite, many: bool) -> Path:
+        """One directory per evaluation; --output-dir is used as is for a single checkpoint, as a root for many."""
+        if self.output_dir and not many:
+            return self.output_dir
+        root = self.output_dir or Path("eval")
+        return root / ref.branch.replace("/", "_") / f"{ref.commit[:12]}-{suite.hash[:8]}-{self.gen.key()[:8]}"

@@ -1,0 +1,78 @@
+"""`summary.json`, the record of one evaluation: its declared shape, and the one parser that reads it back.
+
+pass@k is a mapping from k to an estimate with its standard error (`tasks.passk.PassK`); in JSON its keys are the
+k as strings: `"pass_at_k": {"1": {"value": 0.31, "stderr": 0.03, "problems": 164}}`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from common import atomic
+from common.errors import UserError
+from tasks.passk import PassK
+
+SUMMARY = "summary.json"
+
+
+@dataclass
+class Summary:
+    suite: str
+    suite_hash: str
+    samples: int
+    timeout_s: float
+    sandbox: str
+    harness_version: str
+    pass_at_k: dict[int, PassK] = field(default_factory=dict)
+    tasks_scored: list[str] = field(default_factory=list)
+    tasks_missing: list[str] = field(default_factory=list)
+    samples_per_task: int | dict | None = None
+    result_counts: dict[str, int] = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    # --samples: where the completions came from
+    samples_file: str | None = None
+    # --ckpt: which checkpoint, how it was trained, how it was sampled
+    repo: str | None = None
+    branch: str | None = None
+    commit: str | None = None
+    step: int | None = None
+    tokens_seen: int | None = None
+    parameters: int | None = None
+    perplexity: float | None = None
+    bits_per_byte: float | None = None
+    perplexity_data: dict | None = None
+    generation: dict | None = None
+    generation_timing: dict | None = None
+    output_dir: str | None = None
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["pass_at_k"] = {str(k): asdict(v) for k, v in sorted(self.pass_at_k.items())}
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict, where: str = SUMMARY) -> "Summary":
+        try:
+            known = {f.name for f in fields(cls)}
+            values = {k: v for k, v in data.items() if k in known}
+            values["pass_at_k"] = {int(k): PassK(float(v["value"]), float(v["stderr"]), int(v["problems"]))
+                                   for k, v in data.get("pass_at_k", {}).items()}
+            return cls(**values)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise UserError(f"{where} is not a harness summary ({type(exc).__name__}: {exc}): remove it and evaluate "
+                            "again")
+
+    def write(self, path: str | Path) -> None:
+        atomic.write_json(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Summary":
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"{path} is unreadable ({exc}): remove it and evaluate again")
+        if not isinstance(data, dict):
+            raise UserError(f"{path} is not a harness summary: remove it and evaluate again")
+        return cls.from_json(data, str(path))
