@@ -85,8 +85,10 @@ def _kv_cache(n_layer: int, capacity: int):
         """Writes each step's keys/values into a buffer sized for the whole generation: the default layer
         concatenates, copying the entire cache of every layer at every step."""
 
+        kbuf = None  # our own state: the parent's initialisation flags differ across transformers releases
+
         def update(self, key_states, value_states, *args, **kwargs):
-            if not self.is_initialized:
+            if self.kbuf is None:
                 self.dtype, self.device = key_states.dtype, key_states.device
                 b, h, _, d = key_states.shape
                 self.kbuf = key_states.new_empty((b, h, capacity, d))

@@ -1,5 +1,10 @@
 """Runs untrusted, model-written programs and returns verdicts. Nothing untrusted runs on the host.
 
+Where things are: every default and limit in `limits.py`; the container policy (the `docker run` arguments) as a
+pure function in `policy.py`; `Job`/`Verdict` in `jobs.py`; the image in `image.py`; the pool of containers in
+`pool.py`; the in-container worker (standard library only, copied into the image) in `worker.py`. Imports only
+`common`: usable without the evaluation app.
+
 What is covered
 - Host isolation: each worker is a Docker container with no network (`--network none`), a read-only
   root, no bind mounts, no host environment, all capabilities dropped but the few the worker needs

@@ -90,3 +90,14 @@ def test_a_csv_that_is_not_a_leaderboard_is_refused(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(UserError, match="not a harness leaderboard"):
         leaderboard.read(tmp_path / "x.csv")
+
+
+def test_gate_under_accelerate_launch_refuses_in_one_line(tmp_path, monkeypatch, capsys):
+    from checkpoint_hub import open_hub
+    from harness.cli import main
+
+    open_hub(str(tmp_path / "hub"), create=True)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["gate", "--repo", str(tmp_path / "hub"), "--ckpt", "run", "--sandbox", "process"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "runs in one process" in err[0] and "WORLD_SIZE=2" in err[0]
