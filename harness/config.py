@@ -8,11 +8,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from common.errors import UserError
+from harness.calibrate import TIMEOUT_FACTOR
 from sandbox.limits import DEFAULT_MEMORY_MB, DEFAULT_SLOTS, DEFAULT_TIMEOUT_S, MIN_MEMORY_MB
 from tasks.passk import parse_ks
 
-# HumanEval's stop sequences (Codex paper; bigcode-evaluation-harness uses the same list).
-STOP_SEQUENCES = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```")
+from tasks.suite import HUMANEVAL_STOP as STOP_SEQUENCES
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,11 @@ class SandboxConfig:
     slots: int = DEFAULT_SLOTS
     timeout: float = DEFAULT_TIMEOUT_S
     memory_mb: int = DEFAULT_MEMORY_MB
+    timeout_factor: float = TIMEOUT_FACTOR  # a task gets max(timeout, factor x its reference's time); 0: off
 
     def __post_init__(self):
+        if self.timeout_factor < 0:
+            raise UserError(f"--timeout-factor must be 0 (off) or positive, got {self.timeout_factor}")
         if self.timeout <= 0:
             raise UserError(f"--timeout must be positive, got {self.timeout}")
         if self.workers is not None and self.workers < 1:
@@ -52,7 +55,7 @@ class SandboxConfig:
     @classmethod
     def from_args(cls, args) -> "SandboxConfig":
         return cls(backend=args.sandbox, workers=args.workers, slots=max(1, args.slots), timeout=args.timeout,
-                   memory_mb=args.memory_mb)
+                   memory_mb=args.memory_mb, timeout_factor=args.timeout_factor)
 
     def make_pool(self):
         from sandbox.limits import Limits
@@ -71,7 +74,7 @@ class SandboxConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    tasks: str = "humaneval"  # a registered suite or a JSONL file of tasks
+    tasks: str = "humaneval"  # registered suites or JSONL files of tasks, comma-separated
     limit: int | None = None  # only the first N tasks
     ks: tuple[int, ...] = (1, 10, 100)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
@@ -99,10 +102,10 @@ class EvalConfig:
                    output_dir=Path(args.output_dir) if args.output_dir else None,
                    leaderboard=None if args.no_leaderboard else Path(args.leaderboard))
 
-    def load_suite(self):
-        from tasks import load_suite
+    def load_suites(self) -> list:
+        from tasks import load_suites
 
-        return load_suite(self.tasks).limit(self.limit)
+        return [s.limit(self.limit) for s in load_suites(self.tasks)]
 
     def checkpoint_dir(self, ref, suite, many: bool) -> Path:
         """One directory per evaluation; --output-dir is used as is for a single checkpoint, as a root for many."""

@@ -5,10 +5,11 @@ parameters, so scoring a checkpoint twice never loads the model, generates or ex
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from checkpoint_hub import Hub, TrainingState
@@ -18,7 +19,7 @@ from common.paths import cache_root
 from common.progress import progress
 from harness import leaderboard, scoring
 from harness.checkpoints import CheckpointRef, load_checkpoint, training_state
-from harness.config import EvalConfig
+from harness.config import EvalConfig, GenParams
 from harness.distributed import Ranks
 from harness.gen_cache import GenerationCache
 from harness.perplexity import data_key, load_texts, perplexity
@@ -65,23 +66,50 @@ def cached_perplexity(lazy: LazyModel, cfg: EvalConfig, state: TrainingState | N
     return result
 
 
-def generate_missing(lazy: LazyModel, cache: GenerationCache, suite: Suite, cfg: EvalConfig,
-                     context: int | None, ranks: Ranks) -> dict:
+def prompt_id(prompt: str) -> str:
+    """Generations are keyed by prompt content: suites that share a prompt (HumanEval and HumanEval+) share them."""
+    return hashlib.sha256(prompt.encode()).hexdigest()[:16]
+
+
+@dataclass
+class PromptGroup:
+    """The distinct prompts of the suites that end completions at the same stop sequences: generated once."""
+    params: GenParams
+    prompts: dict[str, str]  # prompt id -> prompt, in first-seen order
+
+    def cache(self, commit: str) -> GenerationCache:
+        return GenerationCache(cache_root(), commit, self.params.key())
+
+
+def prompt_groups(suites: list[Suite], gen: GenParams) -> list[PromptGroup]:
+    groups: dict[tuple[str, ...], PromptGroup] = {}
+    for suite in suites:
+        group = groups.setdefault(suite.stop, PromptGroup(replace(gen, stop=suite.stop), {}))
+        for t in suite.tasks:
+            group.prompts.setdefault(prompt_id(t.prompt), t.prompt)
+    return list(groups.values())
+
+
+def generate_missing(lazy: LazyModel, group: PromptGroup, cfg: EvalConfig, context: int | None, ranks: Ranks) -> dict:
     """Generates what the cache lacks. Collective under `accelerate launch`: every rank takes its share of the
     prompts into its own shard, then the main rank gathers the shards into the cache."""
     from harness.generate import generate
 
-    params = cfg.gen
+    params, cache = group.params, group.cache(lazy.ref.commit)
     have = cache.load()
-    todo = [t for t in suite.tasks if any((t.task_id, k) not in have for k in range(params.n))]
+    todo = [(pid, p) for pid, p in group.prompts.items() if any((pid, k) not in have for k in range(params.n))]
     todo = ranks.shard(todo)
     info = {"generated_now": 0, "seconds": 0.0, "new_tokens": 0, "tokens_per_s": None}
     if todo:
         model, tokenizer = lazy.get()
         bar = progress(total=len(todo) * params.n, desc="generating", unit="sample")
         with cache.appender(rank=ranks.index if ranks.count > 1 else None) as append:
-            stats = generate(model, tokenizer, [(t.task_id, t.prompt) for t in todo], params, cfg.gen_batch_size,
-                             on_batch=append, progress=bar, context=context)
+            try:
+                stats = generate(model, tokenizer, todo, params, cfg.gen_batch_size, on_batch=append, progress=bar,
+                                 context=context)
+            except (TypeError, AttributeError, NotImplementedError, ValueError) as exc:
+                raise UserError(f"{lazy.ref.short}: the harness cannot drive a {model.config.model_type!r} model "
+                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from exc
         bar.close()
         info = {"generated_now": stats.sequences, "seconds": round(stats.seconds, 2), "new_tokens": stats.new_tokens,
                 "tokens_per_s": round(stats.new_tokens / max(stats.seconds, 1e-9), 1)}
@@ -92,65 +120,80 @@ def generate_missing(lazy: LazyModel, cache: GenerationCache, suite: Suite, cfg:
     return info
 
 
-def evaluate_checkpoint(hub: Hub, ref: CheckpointRef, suite: Suite, cfg: EvalConfig, out_dir: Path,
-                        ranks: Ranks) -> Summary:
-    """Main rank: perplexity, generation (with the other ranks), scoring, summary and leaderboard row."""
+def evaluate_checkpoint(hub: Hub, ref: CheckpointRef, suites: list[Suite], cfg: EvalConfig, ranks: Ranks,
+                        many: bool) -> list[Summary]:
+    """Main rank: perplexity once, generation once per distinct prompt (with the other ranks), then for each suite
+    scoring, summary and leaderboard row."""
     t0 = time.perf_counter()
     state = training_state(hub, ref)
     lazy = LazyModel(hub, ref, ranks)
     ppl = cached_perplexity(lazy, cfg, state) if cfg.ppl else None
     # The trained context, not the configured one: positions a run never trained on make neither score nor code.
     context = state.seq_length if state else None
-    cache = GenerationCache(cache_root(), ref.commit, suite.hash, cfg.gen.key())
-    gen_info = generate_missing(lazy, cache, suite, cfg, context, ranks)
-    have = cache.load()
-    rows = [have[(t.task_id, k)] for t in suite.tasks for k in range(cfg.gen.n)]
-    gen_info["truncated_prompts"] = sorted({r["task_id"] for r in rows if r.get("prompt_truncated")})
-    notes = []
-    if gen_info["truncated_prompts"]:
-        notes.append(f"{len(gen_info['truncated_prompts'])} prompt(s) longer than the context were cut from the left "
-                     f"(their end kept): {', '.join(gen_info['truncated_prompts'][:10])}")
-        print(f"warning: {notes[-1]}", file=sys.stderr)
-    samples = [Sample(r["task_id"], r["completion"], {"task_id": r["task_id"], "sample_index": r["index"],
-                                                      "completion": r["completion"]}) for r in rows]
+    groups = prompt_groups(suites, cfg.gen)
+    gen_info = {"generated_now": 0, "seconds": 0.0, "new_tokens": 0}
+    for group in groups:
+        info = generate_missing(lazy, group, cfg, context, ranks)
+        for k in gen_info:
+            gen_info[k] += info[k]
+    gen_info["tokens_per_s"] = round(gen_info["new_tokens"] / gen_info["seconds"], 1) if gen_info["seconds"] else None
     n_params = state.n_params if state else None
     if n_params is None:
         n_params = lazy.get()[0].num_parameters()
-    meta = {
-        "repo": ref.repo, "branch": ref.branch, "commit": ref.commit,
-        "step": state.step if state else None, "tokens_seen": state.tokens if state else None, "parameters": n_params,
-        "perplexity": ppl["perplexity"] if ppl else None, "bits_per_byte": ppl["bits_per_byte"] if ppl else None,
-        "perplexity_data": {k: ppl[k] for k in ("data", "tokens", "windows", "context")} if ppl else None,
-        "generation": {**asdict(cfg.gen), "batch_size": cfg.gen_batch_size},
-        "generation_timing": gen_info,
-        "output_dir": str(out_dir),
-    }
-    summary = scoring.score(samples, suite, out_dir, cfg.sandbox.make_pool, cfg.sandbox.timeout, list(cfg.ks),
-                            meta=meta, notes=notes, sandbox=cfg.sandbox.backend)
-    summary.timings["total_s"] = round(time.perf_counter() - t0, 2)
-    if ppl:
-        atomic.write_json(out_dir / PERPLEXITY, ppl)
-    summary.write(out_dir / SUMMARY)
-    if cfg.leaderboard is not None:
-        leaderboard.upsert(cfg.leaderboard, leaderboard.row_from_summary(summary))
-    return summary
+    summaries = []
+    for suite in suites:
+        group = next(g for g in groups if g.params.stop == suite.stop)
+        have = group.cache(ref.commit).load()
+        rows = [(t.task_id, have[(prompt_id(t.prompt), k)]) for t in suite.tasks for k in range(cfg.gen.n)]
+        truncated = sorted({tid for tid, r in rows if r.get("prompt_truncated")})
+        notes = []
+        if truncated:
+            notes.append(f"{len(truncated)} prompt(s) longer than the context were cut from the left "
+                         f"(their end kept): {', '.join(truncated[:10])}")
+            print(f"warning: {suite.name}: {notes[-1]}", file=sys.stderr)
+        samples = [Sample(tid, r["completion"], {"task_id": tid, "sample_index": r["index"],
+                                                 "completion": r["completion"]}) for tid, r in rows]
+        out_dir = cfg.checkpoint_dir(ref, suite, many)
+        meta = {
+            "repo": ref.repo, "branch": ref.branch, "commit": ref.commit,
+            "step": state.step if state else None, "tokens_seen": state.tokens if state else None,
+            "parameters": n_params,
+            "perplexity": ppl["perplexity"] if ppl else None, "bits_per_byte": ppl["bits_per_byte"] if ppl else None,
+            "perplexity_data": {k: ppl[k] for k in ("data", "tokens", "windows", "context")} if ppl else None,
+            "generation": {**asdict(group.params), "batch_size": cfg.gen_batch_size},
+            "generation_timing": {**gen_info, "truncated_prompts": truncated},
+            "output_dir": str(out_dir),
+        }
+        summary = scoring.score(samples, suite, out_dir, cfg.sandbox.make_pool, cfg.sandbox.timeout, list(cfg.ks),
+                                meta=meta, notes=notes, sandbox=cfg.sandbox.backend,
+                                timeout_factor=cfg.sandbox.timeout_factor)
+        summary.timings["total_s"] = round(time.perf_counter() - t0, 2)
+        if ppl:
+            atomic.write_json(out_dir / PERPLEXITY, ppl)
+        summary.write(out_dir / SUMMARY)
+        if cfg.leaderboard is not None:
+            leaderboard.upsert(cfg.leaderboard, leaderboard.row_from_summary(summary))
+        summaries.append(summary)
+    return summaries
 
 
 def evaluate_checkpoints(hub: Hub, refs: list[CheckpointRef], cfg: EvalConfig, nested: bool = False) -> list[Summary]:
-    """Evaluates each checkpoint (cached stage by stage). Under `accelerate launch` the other ranks only help
-    generate and return an empty list: the main rank alone scores, writes and reports."""
+    """Evaluates each checkpoint on each suite (cached stage by stage); one Summary per (checkpoint, suite), in that
+    order. Under `accelerate launch` the other ranks only help generate and return an empty list: the main rank
+    alone scores, writes and reports."""
     ranks = Ranks()
-    suite = cfg.load_suite()
+    suites = cfg.load_suites()
     if not ranks.is_main:
+        groups = prompt_groups(suites, cfg.gen)
         for ref in refs:
             state = training_state(hub, ref)
-            cache = GenerationCache(cache_root(), ref.commit, suite.hash, cfg.gen.key())
-            generate_missing(LazyModel(hub, ref, ranks), cache, suite, cfg, state.seq_length if state else None, ranks)
+            for group in groups:
+                generate_missing(LazyModel(hub, ref, ranks), group, cfg, state.seq_length if state else None, ranks)
         return []
     cfg.sandbox.preflight()
-    many = nested or len(refs) > 1
+    many = nested or len(refs) > 1 or len(suites) > 1
     summaries = []
     for i, ref in enumerate(refs, 1):
         print(f"[{i}/{len(refs)}] {ref.short}", file=sys.stderr)
-        summaries.append(evaluate_checkpoint(hub, ref, suite, cfg, cfg.checkpoint_dir(ref, suite, many), ranks))
+        summaries += evaluate_checkpoint(hub, ref, suites, cfg, ranks, many)
     return summaries

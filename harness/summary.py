@@ -21,7 +21,7 @@ class Summary:
     suite: str
     suite_hash: str
     samples: int
-    timeout_s: float
+    timeout_s: float  # the base timeout (--timeout)
     sandbox: str
     harness_version: str
     pass_at_k: dict[int, PassK] = field(default_factory=dict)
@@ -31,6 +31,8 @@ class Summary:
     result_counts: dict[str, int] = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    timeout_factor: float = 0.0  # > 0: calibrated timeouts (factor x the reference's time, at least timeout_s)
+    raised_timeouts: dict[str, float] = field(default_factory=dict)  # task_id -> timeout, where above timeout_s
     # --samples: where the completions came from
     samples_file: str | None = None
     # --ckpt: which checkpoint, how it was trained, how it was sampled

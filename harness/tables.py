@@ -29,10 +29,10 @@ def format_checkpoint_table(summaries: list[Summary]) -> str:
     ks = sorted({k for s in summaries for k in s.pass_at_k})
     rows = []
     for s in summaries:
-        row = [s.branch, (s.commit or "")[:10], s.step,
+        row = [s.branch, (s.commit or "")[:10], s.step, s.suite,
                f"{s.perplexity:.2f}" if s.perplexity is not None else "-",
                f"{s.bits_per_byte:.3f}" if s.bits_per_byte is not None else "-"]
         row += [pct(s.pass_at_k[k]) if k in s.pass_at_k else "-" for k in ks]
         rows.append(row)
-    head = ["branch", "commit", "step", "perplexity", "bits/byte"] + [f"pass@{k} (%)" for k in ks]
+    head = ["branch", "commit", "step", "suite", "perplexity", "bits/byte"] + [f"pass@{k} (%)" for k in ks]
     return tabulate(rows, headers=head, tablefmt="github")

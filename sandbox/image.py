@@ -15,7 +15,8 @@ HERE = Path(__file__).resolve().parent
 IMAGE_SOURCES = ("Dockerfile", "worker.py")  # everything copied into the image; the tag hashes these
 IMAGE_REPO = "codeparrot-sandbox"
 REGISTRY_BASE = "python:3.11-slim"
-OFFLINE_BASE = "codeparrot-sandbox-base:bookworm"
+OFFLINE_PACKAGES = ("python3", "python3-numpy")  # from Debian's packages; the base tag names them
+OFFLINE_BASE = "codeparrot-sandbox-base:bookworm-" + "-".join(OFFLINE_PACKAGES)
 DEBIAN_MIRROR = os.environ.get("HARNESS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 
@@ -75,8 +76,9 @@ def build_offline_base() -> str:
         raise UserError("building the offline sandbox base needs root (debootstrap): run `sudo harness sandbox build`")
     with tempfile.TemporaryDirectory(prefix="sandbox-rootfs-") as tmp:
         rootfs = os.path.join(tmp, "rootfs")
-        _log(f"debootstrap bookworm (python3) from {DEBIAN_MIRROR}, about a minute")
-        r = subprocess.run(["debootstrap", "--variant=minbase", "--include=python3", "bookworm", rootfs, DEBIAN_MIRROR],
+        _log(f"debootstrap bookworm ({', '.join(OFFLINE_PACKAGES)}) from {DEBIAN_MIRROR}, about a minute")
+        r = subprocess.run(["debootstrap", "--variant=minbase", "--include=" + ",".join(OFFLINE_PACKAGES), "bookworm",
+                            rootfs, DEBIAN_MIRROR],
                            capture_output=True, text=True)
         if r.returncode != 0:
             tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["?"]

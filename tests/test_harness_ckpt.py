@@ -169,12 +169,12 @@ def test_generation_is_deterministic_stops_and_truncates(tiny_run):
     for batch_size in (6, 6):
         got = []
         generate(model, tok, prompts, params, batch_size=batch_size, on_batch=got.extend)
-        runs.append(sorted((g.task_id, g.index, g.completion) for g in got))
+        runs.append(sorted((g.key, g.index, g.completion) for g in got))
     assert runs[0] == runs[1] and len(runs[0]) == 9
     other = []
     generate(model, tok, prompts, GenParams(n=3, temperature=0.8, top_p=0.95, max_new_tokens=24, seed=8),
              batch_size=6, on_batch=other.extend)
-    assert sorted((g.task_id, g.index, g.completion) for g in other) != runs[0]
+    assert sorted((g.key, g.index, g.completion) for g in other) != runs[0]
     ids, cut = prepare_prompt(tok, "x = 1\n" * 300, model.config.n_positions, 24)
     assert cut and len(ids) == model.config.n_positions - 24
     assert ids == tok("x = 1\n" * 300)["input_ids"][-len(ids):]  # the end is kept
@@ -193,7 +193,7 @@ def test_greedy_batched_generation_matches_generate(tiny_run):
     params = GenParams(n=1, temperature=0.0, max_new_tokens=20, stop=("\n\n\n\n\n",))
     got = []
     generate(model, tok, prompts, params, batch_size=8, on_batch=got.extend)
-    ours = {g.task_id: g.completion for g in got}
+    ours = {g.key: g.completion for g in got}
     for task_id, prompt in prompts:
         ids = tok(prompt, return_tensors="pt")
         with torch.inference_mode():
