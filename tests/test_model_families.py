@@ -114,6 +114,8 @@ def test_a_model_the_harness_cannot_drive_is_one_line(small_tokenizer, tmp_path,
     assert run("eval", "--model", folder, "--limit", 1, "--n", 1, "--no-ppl", "--sandbox", "process",
                "--output-dir", tmp_path / "o", "--no-leaderboard") == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "'bert'" in err[0] and "BertForMaskedLM" in err[0] and "causal" in err[0]
+    errors = [line for line in err if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0] == err[-1] and "Traceback" not in "\n".join(err)
+    assert "'bert'" in errors[0] and "BertForMaskedLM" in errors[0] and "causal" in errors[0]
     assert run("eval", "--model", tmp_path / "nowhere", "--no-ppl") == 2
     assert "no such folder" in capsys.readouterr().err
