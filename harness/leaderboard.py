@@ -133,24 +133,29 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 1 + len(ks), figsize=(5 * (1 + len(ks)), 4), squeeze=False)
     axes = axes[0]
     branches = sorted({(r["repo"], r["branch"]) for r in rows})
+    suites = sorted({r["suite"] for r in rows})
     for repo, branch in branches:
         mine = [r for r in rows if r["repo"] == repo and r["branch"] == branch and r.get("step") not in ("", None)]
         mine.sort(key=lambda r: float(r["step"]))
         label = branch if len({b for _, b in branches}) == len(branches) else f"{branch} ({repo})"
-        steps = [float(r["step"]) for r in mine]
-        ppl = [(s, float(r["perplexity"])) for s, r in zip(steps, mine) if r.get("perplexity") not in ("", None)]
+        # perplexity does not depend on the suite: one point per step even when several suites were scored
+        ppl = {float(r["step"]): float(r["perplexity"]) for r in mine if r.get("perplexity") not in ("", None)}
         if ppl:
-            axes[0].plot(*zip(*ppl), marker="o", label=label)
-        for ax, k in zip(axes[1:], ks):
-            pts = [(s, 100 * float(r[f"pass@{k}"]), 100 * float(r[f"pass@{k}_stderr"] or 0))
-                   for s, r in zip(steps, mine) if r.get(f"pass@{k}") not in ("", None)]
-            if pts:
-                xs, ys, es = zip(*pts)
-                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label)
+            axes[0].plot(list(ppl), list(ppl.values()), marker="o", label=label)
+        for suite in suites:
+            of_suite = [r for r in mine if r["suite"] == suite]
+            for ax, k in zip(axes[1:], ks):
+                pts = [(float(r["step"]), 100 * float(r[f"pass@{k}"]), 100 * float(r[f"pass@{k}_stderr"] or 0))
+                       for r in of_suite if r.get(f"pass@{k}") not in ("", None)]
+                if pts:
+                    xs, ys, es = zip(*pts)
+                    ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3,
+                                label=label if len(suites) == 1 else f"{label} · {suite}")
     axes[0].set(title="validation perplexity", xlabel="training step", ylabel="perplexity")
     axes[0].set_yscale("log")
     for ax, k in zip(axes[1:], ks):
-        ax.set(title=f"HumanEval pass@{k} (± s.e.)", xlabel="training step", ylabel="%")
+        what = suites[0] if len(suites) == 1 else "each suite"
+        ax.set(title=f"pass@{k} on {what} (± s.e.)", xlabel="training step", ylabel="%")
         ax.set_ylim(0, max(1.0, ax.get_ylim()[1]))  # a flat 0 reads as 0, not as noise around an axis
     for ax in axes:
         ax.grid(alpha=0.3)

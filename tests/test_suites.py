@@ -77,7 +77,14 @@ def test_humanevalplus_fix_is_needed_and_works(pool):
 
     upstream = load_jsonl_suite(DATA, "upstream").by_id()
     fixed = load_suite("humanevalplus").by_id()
+    assert sum(FIXES["*"][1] in t.test for t in fixed.values()) == 163  # every task with a float check but 32
+    body = "    lo, hi = min(numbers), max(numbers)\n    return {}((x - lo) / (hi - lo) for x in numbers)\n"
+    as_list, as_tuple = (fixed["HumanEval/21"].program(body.format(kind)) for kind in ("list", "tuple"))
+    right, wrong_type = pool.judge([Job("list", as_list, 10.0), Job("tuple for a list", as_tuple, 10.0)])
+    assert right.passed and not wrong_type.passed  # the right values in the wrong type fail, as in EvalPlus
     for task_id, (before, after, why) in FIXES.items():
+        if task_id == "*":
+            continue
         assert before in upstream[task_id].test and after in fixed[task_id].test and why
         bad, good = pool.judge([Job("up", upstream[task_id].canonical_program(), 10.0),
                                 Job("fixed", fixed[task_id].canonical_program(), 10.0)])
