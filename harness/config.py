@@ -9,7 +9,8 @@ from pathlib import Path
 
 from common.errors import UserError
 from harness.calibrate import TIMEOUT_FACTOR
-from sandbox.limits import DEFAULT_MEMORY_MB, DEFAULT_SLOTS, DEFAULT_TIMEOUT_S, MIN_MEMORY_MB
+from sandbox.jobs import ORACLES
+from sandbox.limits import DEFAULT_MEMORY_MB, DEFAULT_SLOTS, DEFAULT_TIMEOUT_S, MAX_SLOTS, MIN_MEMORY_MB
 from tasks.passk import parse_ks
 
 from tasks.suite import HUMANEVAL_STOP as STOP_SEQUENCES
@@ -41,8 +42,13 @@ class SandboxConfig:
     timeout: float = DEFAULT_TIMEOUT_S
     memory_mb: int = DEFAULT_MEMORY_MB
     timeout_factor: float = TIMEOUT_FACTOR  # a task gets max(timeout, factor x its reference's time); 0: off
+    oracle: str = "inline"  # or "isolated": the tests run in another process than the program they judge
 
     def __post_init__(self):
+        if self.oracle not in ORACLES:
+            raise UserError(f"--oracle must be one of {', '.join(ORACLES)}, got {self.oracle!r}")
+        if not 1 <= self.slots <= MAX_SLOTS:
+            raise UserError(f"--slots must be between 1 and {MAX_SLOTS}, got {self.slots}")
         if self.timeout_factor < 0:
             raise UserError(f"--timeout-factor must be 0 (off) or positive, got {self.timeout_factor}")
         if self.timeout <= 0:
@@ -54,8 +60,8 @@ class SandboxConfig:
 
     @classmethod
     def from_args(cls, args) -> "SandboxConfig":
-        return cls(backend=args.sandbox, workers=args.workers, slots=max(1, args.slots), timeout=args.timeout,
-                   memory_mb=args.memory_mb, timeout_factor=args.timeout_factor)
+        return cls(backend=args.sandbox, workers=args.workers, slots=args.slots, timeout=args.timeout,
+                   memory_mb=args.memory_mb, timeout_factor=args.timeout_factor, oracle=args.oracle)
 
     def make_pool(self):
         from sandbox.limits import Limits

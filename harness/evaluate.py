@@ -166,7 +166,7 @@ def evaluate_checkpoint(hub: Hub, ref: CheckpointRef, suites: list[Suite], cfg: 
         }
         summary = scoring.score(samples, suite, out_dir, cfg.sandbox.make_pool, cfg.sandbox.timeout, list(cfg.ks),
                                 meta=meta, notes=notes, sandbox=cfg.sandbox.backend,
-                                timeout_factor=cfg.sandbox.timeout_factor)
+                                timeout_factor=cfg.sandbox.timeout_factor, oracle=cfg.sandbox.oracle)
         summary.timings["total_s"] = round(time.perf_counter() - t0, 2)
         if ppl:
             atomic.write_json(out_dir / PERPLEXITY, ppl)

@@ -13,10 +13,10 @@ from common import atomic
 from common.errors import UserError
 from harness.summary import Summary
 
-KEY = ("repo", "branch", "commit", "suite_hash", "n", "temperature", "top_p", "max_new_tokens", "seed")
+KEY = ("repo", "branch", "commit", "suite_hash", "n", "temperature", "top_p", "max_new_tokens", "seed", "oracle")
 BASE_COLUMNS = ["repo", "branch", "commit", "step", "tokens", "parameters", "suite", "suite_hash", "perplexity",
                 "bits_per_byte"]
-TAIL_COLUMNS = ["n", "temperature", "top_p", "max_new_tokens", "seed", "sandbox", "date"]
+TAIL_COLUMNS = ["n", "temperature", "top_p", "max_new_tokens", "seed", "sandbox", "oracle", "date"]
 DEFAULT_PATH = Path("results") / "leaderboard.csv"
 
 
@@ -26,7 +26,7 @@ def row_from_summary(s: Summary) -> dict:
            "tokens": s.tokens_seen, "parameters": s.parameters, "suite": s.suite,
            "suite_hash": s.suite_hash, "perplexity": s.perplexity, "bits_per_byte": s.bits_per_byte,
            "n": g["n"], "temperature": g["temperature"], "top_p": g["top_p"], "max_new_tokens": g["max_new_tokens"],
-           "seed": g["seed"], "sandbox": s.sandbox,
+           "seed": g["seed"], "sandbox": s.sandbox, "oracle": s.oracle,
            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     for k, est in sorted(s.pass_at_k.items()):
         row[f"pass@{k}"] = est.value
@@ -56,6 +56,8 @@ def read(path: Path) -> list[dict]:
         return []
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
+    for r in rows:
+        r.setdefault("oracle", "inline")  # leaderboards written before the isolated oracle existed
     if rows and not set(KEY) <= set(rows[0]):
         raise UserError(f"{path} is not a harness leaderboard (missing columns {sorted(set(KEY) - set(rows[0]))})")
     return rows

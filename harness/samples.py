@@ -22,7 +22,7 @@ class Sample:
     task_id: str
     completion: str
     fields: dict = field(default_factory=dict)
-    program: str | None = None  # a whole program (EvalPlus `solution`, bigcode) replaces prompt + completion
+    solution: str | None = None  # a whole program (EvalPlus `solution`, bigcode) replaces prompt + completion
 
 
 @dataclass
@@ -75,8 +75,7 @@ def _read_lines(path: Path, text: str, suites: list[Suite]) -> list[SuiteSamples
             if isinstance(row.get("completion"), str):
                 samples.append(Sample(row["task_id"], row["completion"], row))
             else:
-                samples.append(Sample(row["task_id"], row["solution"], row,
-                                      program=task.program_from_solution(row["solution"])))
+                samples.append(Sample(row["task_id"], row["solution"], row, solution=row["solution"]))
         notes = [f"{beyond_limit} sample(s) of tasks beyond --limit were not scored"] if beyond_limit else []
         if samples:
             out.append(SuiteSamples(suite, samples, notes))
@@ -102,7 +101,7 @@ def _read_bigcode(path: Path, text: str, suite: Suite) -> SuiteSamples:
         for j, program in enumerate(generations):
             samples.append(Sample(task.task_id, program, {"task_id": task.task_id, "completion": program,
                                                           "generation_index": j},
-                                  program=task.program_from_solution(program)))
+                                  solution=program))
     notes = []
     if len(data) > len(suite.tasks):
         notes.append(f"{len(data) - len(suite.tasks)} task(s) beyond --limit were not scored")

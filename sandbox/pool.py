@@ -116,7 +116,7 @@ class _Worker:
         lines = []
         for jid, job, attempt in batch:
             self.inflight[jid] = (job, attempt)
-            lines.append(json.dumps({"id": jid, "program": job.program, "timeout": job.timeout}))
+            lines.append(json.dumps(job.message(jid)))
         try:
             self.proc.stdin.write(("\n".join(lines) + "\n").encode())
             return True

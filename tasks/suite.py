@@ -37,6 +37,13 @@ class Task:
     def canonical_program(self) -> str:
         return self.program(self.canonical_solution or "")
 
+    def isolated_parts(self, completion: str | None = None, solution: str | None = None) -> dict:
+        """The isolated oracle's split of the same program: untrusted (prompt + completion, or a whole solution),
+        trusted (the prompt and the test), the entry point, and whether the test is a `check(candidate)`."""
+        untrusted = solution if solution is not None else self.prompt + (completion or "")
+        return {"untrusted": untrusted, "trusted": self.prompt, "test": self.test, "entry_point": self.entry_point,
+                "calls_check": self.calls_check}
+
 
 # HumanEval's stop sequences (Codex paper; bigcode-evaluation-harness uses the same list): the completion of a
 # function body ends where the next top-level statement starts.
