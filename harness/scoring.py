@@ -145,7 +145,7 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
     ns = sorted({n for n, _ in per_task.values()})
     summary = Summary(
         suite=suite.name, suite_hash=suite.hash, samples=len(samples), timeout_s=timeout, sandbox=sandbox,
-        harness_version=__version__, pass_at_k=table,
+        oracle=oracle, harness_version=__version__, pass_at_k=table,
         tasks_scored=[t for t in suite.by_id() if t in per_task], tasks_missing=missing,
         samples_per_task=ns[0] if len(ns) == 1 else {"min": ns[0], "max": ns[-1]},
         result_counts=dict(kinds.most_common()),

@@ -86,10 +86,14 @@ def run_child(program, result_fd, token):
         namespace = {"__name__": "__main__", "__builtins__": builtins}
         exec(code, namespace)  # noqa: S102 - this is the sandboxed execution
     except BaseException as exc:  # SystemExit and KeyboardInterrupt are failures too
-        verdict = b"F" + describe_exception(exc)[:500].encode("utf-8", "replace")
-    else:
-        # Positive marker, only reachable once the whole program, check(...) included, returned.
-        verdict = b"P" + token
+        report_and_exit(result_fd, token, exc)
+    # Positive marker, only reachable once the whole program, check(...) included, returned.
+    report_and_exit(result_fd, token, None)
+
+
+def report_and_exit(result_fd, token, exc):
+    """The child's last act: the failure it ended with, or the pass marker; then exit without running anything."""
+    verdict = b"P" + token if exc is None else b"F" + describe_exception(exc)[:500].encode("utf-8", "replace")
     try:
         os.write(result_fd, verdict)
     finally:
@@ -160,7 +164,7 @@ def decode_plain(x, depth=0):
         return x
     if t is list:
         if not any(type(v) is list or type(v) is dict for v in x):
-            return x  # json.loads built it: scalars only
+            return list(x)  # scalars only; a copy, so that the message stays what was sent (mutation check)
         return [decode_plain(v, depth + 1) for v in x]
     if t is dict and len(x) == 1:
         (tag, v), = x.items()
@@ -373,13 +377,8 @@ def run_judge(job, token, code):
         if job.get("calls_check", True) and job.get("entry_point"):
             namespace["check"](namespace[job["entry_point"]])
     except BaseException as exc:
-        verdict = b"F" + describe_exception(exc)[:500].encode("utf-8", "replace")
-    else:
-        verdict = b"P" + token
-    try:
-        os.write(RESULT_FD, verdict)
-    finally:
-        os._exit(0)
+        report_and_exit(RESULT_FD, token, exc)
+    report_and_exit(RESULT_FD, token, None)
 
 
 def run_candidate(job):

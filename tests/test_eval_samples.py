@@ -188,16 +188,42 @@ def test_one_samples_file_scores_on_several_suites_in_evalplus_format(tmp_path, 
     assert verdicts["mbpp"] == [True, True, False]
 
 
-def test_calibrated_timeouts_are_recorded(tmp_path, humaneval):
+def test_calibrated_timeouts_are_recorded(tmp_path):
+    """A task whose reference needs 0.3 s gets 4 x that, not the 0.1 s base; with the factor at 0 it times out."""
     require_docker()
+    suite = tmp_path / "slow.jsonl"
+    suite.write_text(json.dumps({"task_id": "slow/0", "prompt": "def f():\n", "entry_point": "f",
+                                 "canonical_solution": "    import time\n    time.sleep(0.3)\n    return 1\n",
+                                 "test": "def check(candidate):\n    assert candidate() == 1\n"}) + "\n")
     samples = tmp_path / "s.jsonl"
-    samples.write_text(json.dumps({"task_id": "HumanEval/0", "completion": humaneval.tasks[0].canonical_solution}))
-    assert run_cli("--samples", samples, "--output-dir", tmp_path / "a", "--limit", "1", "--k", "1",
-                   "--timeout", "0.001") == 0
+    samples.write_text(json.dumps({"task_id": "slow/0",
+                                   "completion": "    import time\n    time.sleep(0.3)\n    return 1\n"}) + "\n")
+    common = ["--samples", samples, "--tasks", suite, "--k", "1", "--timeout", "0.1"]
+    assert run_cli(*common, "--output-dir", tmp_path / "a") == 0
     s = Summary.load(tmp_path / "a" / "summary.json")
-    # the reference needs more than 1 ms: its task gets factor x its time, and the canonical passes
-    assert s.timeout_factor == 4.0 and s.raised_timeouts["HumanEval/0"] > 0.001 and s.pass_at_k[1].value == 1.0
-    assert run_cli("--samples", samples, "--output-dir", tmp_path / "b", "--limit", "1", "--k", "1",
-                   "--timeout", "0.001", "--timeout-factor", "0") == 0
+    assert s.timeout_factor == 4.0 and s.raised_timeouts["slow/0"] >= 1.2 and s.pass_at_k[1].value == 1.0
+    assert run_cli(*common, "--output-dir", tmp_path / "b", "--timeout-factor", "0") == 0
     s = Summary.load(tmp_path / "b" / "summary.json")
-    assert s.raised_timeouts == {} and s.pass_at_k[1].value == 0.0
+    assert s.raised_timeouts == {} and s.pass_at_k[1].value == 0.0 and s.result_counts == {"timed out": 1}
+
+
+def test_isolated_oracle_from_the_cli_matches_inline_and_is_recorded(mutant_file, tmp_path, humaneval):
+    require_docker()
+    common = ["--samples", mutant_file, "--k", "1", "--limit", "8"]
+    assert run_cli(*common, "--output-dir", tmp_path / "inline") == 0
+    assert run_cli(*common, "--output-dir", tmp_path / "isolated", "--oracle", "isolated") == 0
+    inline = [json.loads(l) for l in open(tmp_path / "inline" / "results.jsonl")]
+    isolated = [json.loads(l) for l in open(tmp_path / "isolated" / "results.jsonl")]
+    assert [r["passed"] for r in inline] == [r["passed"] for r in isolated] and any(r["passed"] for r in inline)
+    assert Summary.load(tmp_path / "isolated" / "summary.json").oracle == "isolated"
+    assert Summary.load(tmp_path / "inline" / "summary.json").oracle == "inline"
+    # a forged pass is a pass inline and a failure isolated, through the whole CLI path
+    forged = tmp_path / "forged.jsonl"
+    body = ("    class Liar:\n        def __eq__(self, other): return True\n        __hash__ = object.__hash__\n"
+            "    return Liar()\n")
+    forged.write_text(json.dumps({"task_id": "HumanEval/0", "completion": body}) + "\n")
+    assert run_cli("--samples", forged, "--k", "1", "--limit", "1", "--output-dir", tmp_path / "f1") == 0
+    assert run_cli("--samples", forged, "--k", "1", "--limit", "1", "--output-dir", tmp_path / "f2",
+                   "--oracle", "isolated") == 0
+    assert Summary.load(tmp_path / "f1" / "summary.json").pass_at_k[1].value == 1.0
+    assert Summary.load(tmp_path / "f2" / "summary.json").pass_at_k[1].value == 0.0

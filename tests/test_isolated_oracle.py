@@ -305,3 +305,12 @@ def test_plain_data_of_every_kind_crosses_intact(pool):
     nan_task = Task("t/nan", "def f():\n", "f",
                     "def check(candidate):\n    import math\n    assert math.isnan(candidate())\n", None)
     assert all(v.passed for v in judge_both(pool, nan_task, "    return float('nan')\n"))
+
+
+def test_sandbox_check_with_the_isolated_oracle(capsys):
+    require_docker()
+    from harness.cli import main
+
+    assert main(["sandbox", "check", "--oracle", "isolated"]) == 0
+    out = capsys.readouterr().out
+    assert "isolated oracle" in out and "164/164 canonical solutions passed" in out
