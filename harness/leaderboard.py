@@ -20,9 +20,17 @@ TAIL_COLUMNS = ["n", "temperature", "top_p", "max_new_tokens", "seed", "sandbox"
 DEFAULT_PATH = Path("results") / "leaderboard.csv"
 
 
-def row_from_summary(s: Summary) -> dict:
+def portable_repo(repo: str, board: Path) -> str:
+    """A local hub by its path relative to the leaderboard file (no machine's absolute path gets published);
+    hf:// ids and model folders as they are."""
+    if repo and os.path.isabs(repo):
+        return os.path.relpath(repo, Path(board).resolve().parent)
+    return repo
+
+
+def row_from_summary(s: Summary, board: Path) -> dict:
     g = s.generation
-    row = {"repo": s.repo, "branch": s.branch, "commit": s.commit, "step": s.step,
+    row = {"repo": portable_repo(s.repo, board), "branch": s.branch, "commit": s.commit, "step": s.step,
            "tokens": s.tokens_seen, "parameters": s.parameters, "suite": s.suite,
            "suite_hash": s.suite_hash, "perplexity": s.perplexity, "bits_per_byte": s.bits_per_byte,
            "n": g["n"], "temperature": g["temperature"], "top_p": g["top_p"], "max_new_tokens": g["max_new_tokens"],

@@ -241,7 +241,12 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.resume and not (state_dir / "trainer_state.json").exists():
         raise UserError(f"--resume: nothing to resume in {state_dir} (no saved state for run {cfg.run!r}): "
                         "drop --resume to start the run, or pass the --output-dir of the run")
-    precision = pick_mixed_precision(cfg.mixed_precision)
+    saved_precision = None
+    if cfg.resume and cfg.mixed_precision == "auto":
+        # "auto" is measured (bf16 where it is fast right now): a resumed run keeps the precision the run started
+        # with, or it would not continue exactly
+        saved_precision = json.loads((state_dir / "trainer_state.json").read_text()).get("mixed_precision")
+    precision = saved_precision or pick_mixed_precision(cfg.mixed_precision)
     # cpu=True without a GPU: under `accelerate launch --multi_gpu --num_processes N` (or torchrun) on a
     # CPU-only machine, Accelerate then sets up MULTI_CPU with gloo instead of N independent runs.
     accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum,

@@ -60,6 +60,7 @@ def small_tokenizer(small_corpus, tmp_path_factory):
 
 
 TINY_ARGS = ["--model", "tiny", "--seq-length", "128", "--batch-size", "8", "--eval-batches", "4", "--lr", "5e-4",
+             "--mixed-precision", "bf16",  # pinned: "auto" measures, and runs compared step for step must agree
              "--warmup-steps", "4"]
 
 
