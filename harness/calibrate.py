@@ -10,34 +10,37 @@ from pathlib import Path
 from common import atomic
 from common.paths import cache_root
 from common.progress import progress
-from sandbox.jobs import Job
+from sandbox.jobs import IsolatedParts, Job
 from tasks import Suite
 
 TIMEOUT_FACTOR = 4.0
 CALIBRATION_TIMEOUT_S = 60.0  # the reference itself gets this long while being timed
 
 
-def cache_path(suite: Suite, backend: str) -> Path:
+def cache_path(suite: Suite, backend: str, oracle: str = "inline") -> Path:
     if backend == "docker":
         from sandbox.image import image_tag
 
         engine = image_tag().replace(":", "-")
     else:
         engine = backend
-    return cache_root() / "timeouts" / f"{suite.hash}-{engine}.json"
+    suffix = "" if oracle == "inline" else f"-{oracle}"
+    return cache_root() / "timeouts" / f"{suite.hash}-{engine}{suffix}.json"
 
 
-def canonical_times(suite: Suite, backend: str, pool) -> dict[str, dict]:
-    """task_id -> {"seconds", "passed", "result"} for every task with a canonical solution; `pool` is a function
-    returning an open pool, called only when the cache lacks the suite."""
-    path = cache_path(suite, backend)
+def canonical_times(suite: Suite, backend: str, pool, oracle: str = "inline") -> dict[str, dict]:
+    """task_id -> {"seconds", "passed", "result"} for every task with a canonical solution, timed under the oracle
+    the evaluation uses (the isolated one pays for every call crossing a pipe); `pool` is a function returning an
+    open pool, called only when the cache lacks the suite."""
+    path = cache_path(suite, backend, oracle)
     if path.exists():
         try:
             return json.loads(path.read_text())
         except json.JSONDecodeError:
             pass  # a torn file: time again
-    jobs = [Job(t.task_id, t.canonical_program(), CALIBRATION_TIMEOUT_S) for t in suite.tasks
-            if t.canonical_solution is not None]
+    jobs = [Job(t.task_id, t.canonical_program(), CALIBRATION_TIMEOUT_S,
+                IsolatedParts(**t.isolated_parts(t.canonical_solution)) if oracle == "isolated" else None)
+            for t in suite.tasks if t.canonical_solution is not None]
     times = {}
     for job, v in progress(pool().run(jobs), total=len(jobs), desc=f"timing {suite.name} references", unit="task"):
         times[job.key] = {"seconds": round(v.elapsed, 4), "passed": v.passed, "result": v.result}

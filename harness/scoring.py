@@ -100,7 +100,7 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
         timeouts = {t.task_id: timeout for t in suite.tasks}
         broken = {}
         if timeout_factor > 0:
-            times = calibrate.canonical_times(suite, sandbox, pool)
+            times = calibrate.canonical_times(suite, sandbox, pool, oracle)
             timeouts = calibrate.task_timeouts(suite, times, timeout, timeout_factor)
             broken = {tid: t["result"] for tid, t in times.items() if not t["passed"]}
         programs = [tasks[s.task_id].program_from_solution(s.solution) if s.solution is not None

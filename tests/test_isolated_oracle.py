@@ -238,11 +238,14 @@ def test_isolated_equals_inline_on_every_canonical_solution(name, pool):
     from harness import calibrate
 
     suite = load_suite(name)
-    times = calibrate.canonical_times(suite, "docker", lambda: pool)
-    timeouts = calibrate.task_timeouts(suite, times, 3.0, calibrate.TIMEOUT_FACTOR)
-    jobs = [j for t in suite.tasks for j in jobs_for(t, solution=t.prompt + t.canonical_solution
-                                                      if t.calls_check else t.canonical_solution,
-                                                      key=t.task_id, timeout=timeouts[t.task_id])]
+    timeouts = {oracle: calibrate.task_timeouts(suite, calibrate.canonical_times(suite, "docker", lambda: pool, oracle),
+                                                3.0, calibrate.TIMEOUT_FACTOR) for oracle in ("inline", "isolated")}
+    jobs = []
+    for t in suite.tasks:
+        solution = t.prompt + t.canonical_solution if t.calls_check else t.canonical_solution
+        inline, isolated = jobs_for(t, solution=solution, key=t.task_id)
+        inline.timeout, isolated.timeout = timeouts["inline"][t.task_id], timeouts["isolated"][t.task_id]
+        jobs += [inline, isolated]
     verdicts = dict(zip((j.key for j in jobs), pool.judge(jobs)))
     differ = {t.task_id: (verdicts[(t.task_id, "inline")].result, verdicts[(t.task_id, "isolated")].result)
               for t in suite.tasks
