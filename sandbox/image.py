@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -20,30 +21,15 @@ OFFLINE_BASE = "codeparrot-sandbox-base:bookworm-" + "-".join(OFFLINE_PACKAGES)
 DEBIAN_MIRROR = os.environ.get("HARNESS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 
-def docker_cmd() -> list[str]:
-    """The docker CLI, honouring DOCKER_HOST as the docker CLI does."""
-    exe = shutil.which("docker")
-    if exe is None:
-        raise UserError("no docker CLI on PATH: install Docker (make setup does it as root on Debian), "
-                        "or pass --sandbox process to run samples on this host without isolation")
-    return [exe]
+def _engine(engine=None):
+    from sandbox.engine import Engine
+
+    return engine if engine is not None else Engine()
 
 
-def docker(*args: str, check: bool = True, capture: bool = True, timeout: float | None = None, **kw):
-    return subprocess.run(docker_cmd() + list(args), check=check, capture_output=capture, text=True,
-                          timeout=timeout, **kw)
-
-
-def ensure_engine() -> None:
-    """One clear line when no Docker engine answers."""
-    try:
-        r = docker("info", "--format", "{{.ServerVersion}}", check=False, timeout=30)
-    except subprocess.TimeoutExpired:
-        r = None
-    if r is None or r.returncode != 0 or not r.stdout.strip():
-        raise UserError("no Docker engine answers (docker info failed): start one (`make setup` does it as root, "
-                        "or `sudo systemctl start docker`), or pass --sandbox process to run samples "
-                        "on this host without isolation")
+def ensure_engine(engine=None):
+    """The engine, or one clear line when no Docker engine answers."""
+    return _engine(engine)
 
 
 def image_tag() -> str:
@@ -53,17 +39,24 @@ def image_tag() -> str:
     return f"{IMAGE_REPO}:{h.hexdigest()[:12]}"
 
 
-def image_exists(tag: str) -> bool:
-    return docker("image", "inspect", tag, check=False).returncode == 0
+def image_exists(tag: str, engine=None) -> bool:
+    return _engine(engine).has_image(tag)
 
 
 def _log(msg: str) -> None:
     print(f"[sandbox] {msg}", file=sys.stderr, flush=True)
 
 
-def build_offline_base() -> str:
-    """debootstrap a minimal Debian bookworm with python3 from Debian's packages, then `docker import` it."""
-    if image_exists(OFFLINE_BASE):
+def _check_stream(events, what: str) -> None:
+    """Engine progress messages (build, import, load): the first error becomes one line."""
+    for event in events:
+        if isinstance(event, dict) and event.get("error"):
+            raise UserError(f"{what} failed: {str(event['error']).strip().splitlines()[-1]}")
+
+
+def build_offline_base(engine) -> str:
+    """debootstrap a minimal Debian bookworm with python3 from Debian's packages, then import it on the engine."""
+    if engine.has_image(OFFLINE_BASE):
         return OFFLINE_BASE
     if shutil.which("debootstrap") is None:
         if os.geteuid() == 0 and shutil.which("apt-get"):
@@ -87,59 +80,85 @@ def build_offline_base() -> str:
         # Trim what a sandbox never needs; keeps the image small and the attack surface smaller.
         for sub in ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale"):
             shutil.rmtree(os.path.join(rootfs, sub), ignore_errors=True)
-        tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
-        imp = subprocess.run(docker_cmd() + ["import", "-", OFFLINE_BASE], stdin=tar.stdout, capture_output=True, text=True)
-        tar.stdout.close()
-        if tar.wait() != 0 or imp.returncode != 0:
-            raise UserError(f"docker import of the offline base failed: {imp.stderr.strip()}")
+        archive = os.path.join(tmp, "rootfs.tar")
+        subprocess.run(["tar", "-C", rootfs, "-cf", archive, "."], check=True)
+        repo, _, tag = OFFLINE_BASE.partition(":")
+        out = engine.client.api.import_image_from_file(archive, repository=repo, tag=tag)
+        _check_stream((json.loads(line) for line in str(out).splitlines() if line.strip().startswith("{")),
+                      "importing the offline sandbox base")
+    if not engine.has_image(OFFLINE_BASE):
+        raise UserError(f"importing the offline sandbox base on {engine.url} left no {OFFLINE_BASE}: see the engine's log")
     return OFFLINE_BASE
 
 
-def pick_base() -> str:
-    if image_exists(REGISTRY_BASE):
+def pick_base(engine) -> str:
+    if engine.has_image(REGISTRY_BASE):
         return REGISTRY_BASE
-    if os.environ.get("HARNESS_SANDBOX_OFFLINE") != "1":
+    if os.environ.get("HARNESS_SANDBOX_OFFLINE") != "1" and not engine.has_image(OFFLINE_BASE):
         try:
-            if docker("pull", "-q", REGISTRY_BASE, check=False, timeout=120).returncode == 0:
+            repo, _, tag = REGISTRY_BASE.partition(":")
+            engine.client.api.pull(repo, tag=tag)
+            if engine.has_image(REGISTRY_BASE):
                 return REGISTRY_BASE
-        except subprocess.TimeoutExpired:
+        except Exception:  # noqa: BLE001 - no registry: build offline
             pass
         _log(f"no registry reachable for {REGISTRY_BASE}: building the base offline")
-    return build_offline_base()
+    return build_offline_base(engine)
 
 
 _READY: set[tuple] = set()  # (engine, tag) this process already checked: eval checks before generating, the pool again
 
 
-def ensure_image(rebuild: bool = False) -> str:
-    """Returns the tag of an image built from the current sandbox sources, building it when missing."""
+def copy_image(tag: str, source, target) -> None:
+    """Streams an image from one engine to another (docker save | docker load), without a registry."""
+    _log(f"copying {tag} from {source.url} to {target.url}")
+    _check_stream(target.client.api.load_image(source.client.api.get_image(tag)), f"loading {tag} on {target.url}")
+
+
+def ensure_image(rebuild: bool = False, engine=None, donors=()) -> str:
+    """The tag of an image built from the current sandbox sources, present on `engine` (default: the local one).
+
+    A missing image is copied from a donor engine that has it, else built (from python:3.11-slim, or from a
+    debootstrapped base when no registry answers).
+    """
+    engine = _engine(engine)
     tag = image_tag()
-    ready = (os.environ.get("DOCKER_HOST", ""), tag)
+    ready = (engine.url, tag)
     if ready in _READY and not rebuild:
         return tag
-    if image_exists(tag) and not rebuild:
+    if engine.has_image(tag) and not rebuild:
         _READY.add(ready)
         return tag
-    ensure_engine()
-    base = pick_base()
-    with tempfile.TemporaryDirectory(prefix="sandbox-ctx-") as ctx:
-        for name in IMAGE_SOURCES:
-            shutil.copy(HERE / name, os.path.join(ctx, name))
-        _log(f"building {tag} on {base}")
-        # The classic builder uses a local base image as it is; BuildKit would ask a registry for its metadata.
-        env = dict(os.environ, DOCKER_BUILDKIT="0")
-        r = docker("build", "--build-arg", f"BASE={base}", "--label", "codeparrot-harness.sandbox-image=1",
-                   "-t", tag, ctx, check=False, env=env)
-        if r.returncode != 0:
-            raise UserError(f"building the sandbox image failed: {(r.stderr or r.stdout).strip().splitlines()[-1]}")
-    remove_stale_images(tag)
+    donor = next((d for d in donors if d is not engine and not rebuild and d.has_image(tag)), None)
+    if donor is not None:
+        copy_image(tag, donor, engine)
+    else:
+        build_image(engine, tag)
     _READY.add(ready)
     return tag
 
 
-def remove_stale_images(keep: str) -> None:
+def build_image(engine, tag: str) -> None:
+    base = pick_base(engine)
+    with tempfile.TemporaryDirectory(prefix="sandbox-ctx-") as ctx:
+        for name in IMAGE_SOURCES:
+            shutil.copy(HERE / name, os.path.join(ctx, name))
+        _log(f"building {tag} on {base} ({engine.url})")
+        # The engine's classic builder (what the API's /build is) uses a local base image as it is.
+        events = engine.client.api.build(path=ctx, tag=tag, buildargs={"BASE": base}, rm=True, forcerm=True,
+                                         labels={"codeparrot-harness.sandbox-image": "1"}, decode=True)
+        _check_stream(events, "building the sandbox image")
+    if not engine.has_image(tag):
+        raise UserError(f"building the sandbox image on {engine.url} left no {tag}: see the engine's log")
+    remove_stale_images(engine, tag)
+
+
+def remove_stale_images(engine, keep: str) -> None:
     """Images built from older sandbox sources are never used again (the tag hashes the sources)."""
-    r = docker("images", IMAGE_REPO, "--format", "{{.Repository}}:{{.Tag}}", check=False)
-    stale = [t for t in r.stdout.split() if t != keep]
-    if stale:
-        docker("rmi", *stale, check=False)
+    for img in engine.client.api.images(name=IMAGE_REPO):
+        for t in img.get("RepoTags") or []:
+            if t != keep and t.startswith(IMAGE_REPO + ":"):
+                try:
+                    engine.client.api.remove_image(t)
+                except Exception:  # noqa: BLE001 - in use by a running container: next time
+                    pass

@@ -1,6 +1,6 @@
 """The container policy, as a pure function: the part of the sandbox a security reviewer most needs to read.
 
-`docker_run_args` returns the arguments of `docker run` for one worker container. No engine is touched here, so
+`container_spec` returns the docker SDK arguments that create one worker container. No engine is touched here, so
 the policy has unit tests of its own (tests/test_sandbox_policy.py).
 """
 from __future__ import annotations
@@ -18,22 +18,32 @@ def slot_dir(slot: int) -> str:
     return f"/work/{slot}"
 
 
-def docker_run_args(limits: Limits, image: str, name: str, owner: str, container_index: int) -> list[str]:
-    """`docker run` arguments (after `docker`) for one hardened, long-lived worker container."""
+def container_spec(limits: Limits, image: str, name: str, owner: str, container_index: int) -> dict:
+    """One hardened, long-lived worker container, as docker SDK arguments.
+
+    `create` goes to `APIClient.create_container`, `host_config` to `APIClient.create_host_config`; the CLI
+    equivalent of each setting is in the comment beside it.
+    """
     memory = f"{limits.container_memory_mb()}m"
-    args = ["run", "-i", "--rm", "--name", name,
-            "--label", f"{LABEL}=1", "--label", f"{OWNER_LABEL}={owner}",
-            "--network", "none",  # no network at all
-            "--read-only",  # root filesystem read-only; the only writable places are the per-slot tmpfs below
-            "--init",  # an init reaps what samples leave behind
-            "--ipc", "none",
-            "--cap-drop", "ALL"]
-    for cap in WORKER_CAPS:
-        args += ["--cap-add", cap]
-    args += ["--security-opt", "no-new-privileges",
-             "--memory", memory, "--memory-swap", memory,  # no swap beyond the memory limit
-             "--pids-limit", str(limits.pids),
-             "--log-driver", "none"]  # no bind mounts, no -e: nothing of the host is visible
-    for slot in range(limits.slots):
-        args += ["--tmpfs", f"{slot_dir(slot)}:rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=0700"]
-    return args + [image] + limits.worker_args(container_index)
+    host_config = {
+        "auto_remove": True,  # --rm
+        "network_mode": "none",  # --network none: no network at all
+        "read_only": True,  # --read-only: the only writable places are the per-slot tmpfs below
+        "init": True,  # --init: an init reaps what samples leave behind
+        "ipc_mode": "none",  # --ipc none
+        "cap_drop": ["ALL"],
+        "cap_add": list(WORKER_CAPS),
+        "security_opt": ["no-new-privileges"],
+        "mem_limit": memory, "memswap_limit": memory,  # no swap beyond the memory limit
+        "pids_limit": limits.pids,
+        "log_config": {"type": "none", "config": {}},  # --log-driver none
+        # no binds, no mounts, no devices, no environment: nothing of the host is visible
+        "tmpfs": {slot_dir(slot): f"rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=0700" for slot in range(limits.slots)},
+    }
+    create = {
+        "image": image, "name": name, "command": limits.worker_args(container_index),
+        "labels": {LABEL: "1", OWNER_LABEL: owner},
+        "stdin_open": True, "detach": False,  # -i (StdinOnce): closing our end of the attach stream closes its stdin
+        "network_disabled": True,
+    }
+    return {"create": create, "host_config": host_config}

@@ -1,4 +1,8 @@
-"""SandboxPool: long-lived hardened worker containers that judge programs, replacing any that die."""
+"""SandboxPool: long-lived hardened worker containers, on one or several Docker engines, that judge programs.
+
+A container that dies is replaced and its samples re-run; an engine that dies takes its containers with it and
+their samples finish on the other engines.
+"""
 from __future__ import annotations
 
 import atexit
@@ -19,9 +23,10 @@ from typing import Iterable, Iterator
 
 from common.errors import UserError
 from sandbox import image as sandbox_image
+from sandbox.engine import Engine, engine_error, engine_urls
 from sandbox.jobs import Job, Verdict
 from sandbox.limits import Limits
-from sandbox.policy import LABEL, OWNER_LABEL, docker_run_args
+from sandbox.policy import LABEL, OWNER_LABEL, container_spec
 
 WORKER_PY = Path(__file__).resolve().parent / "worker.py"
 BACKENDS = ("docker", "process")
@@ -46,6 +51,25 @@ def refill_plan(loads: list[int | None], pending: int, window: int, slots: int) 
     return plan
 
 
+def plan_workers(cpus: list[int], total: int | None) -> list[int]:
+    """Containers per engine, in proportion to the engines' CPUs (largest remainder); default one per CPU.
+
+    Every engine gets at least one while there are as many containers as engines.
+    """
+    if not cpus:
+        return []
+    weights = [max(1, c) for c in cpus]
+    total = sum(weights) if total is None else total
+    floor = 1 if total >= len(weights) else 0
+    rest = total - floor * len(weights)
+    shares = [rest * w / sum(weights) for w in weights]
+    plan = [floor + int(s) for s in shares]
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-(shares[i] - int(shares[i])), i))
+    for i in by_remainder[:total - sum(plan)]:
+        plan[i] += 1
+    return plan
+
+
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -60,129 +84,177 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_orphan_containers() -> int:
+def remove_orphan_containers(engine: Engine) -> int:
     """Removes sandbox containers whose owning process (on this host) is gone. Returns how many."""
-    r = sandbox_image.docker("ps", "-a", "--filter", f"label={LABEL}=1", "--format",
-                             '{{.ID}} {{.Label "' + OWNER_LABEL + '"}}', check=False)
     stale = []
-    for line in r.stdout.split("\n"):
-        parts = line.split()
-        if len(parts) != 2:
-            continue
-        cid, owner = parts
-        host, _, pid = owner.rpartition(":")
-        if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
-            stale.append(cid)
-    if stale:
-        sandbox_image.docker("rm", "-f", *stale, check=False)
+    try:
+        for c in engine.labelled_containers(f"{LABEL}=1"):
+            host, _, pid = (c.get("Labels") or {}).get(OWNER_LABEL, "").rpartition(":")
+            if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+                stale.append(c["Id"])
+    except Exception:  # noqa: BLE001 - cleanup is best effort; nothing depends on it
+        return 0
+    for cid in stale:
+        engine.remove(cid)
     return len(stale)
 
 
 class _Worker:
-    """One worker process (a container, or a host process for the process backend) and what it holds."""
+    """One worker: a container on an engine (docker backend) or a host process (process backend)."""
 
-    def __init__(self, pool: "SandboxPool", index: int):
+    def __init__(self, pool: "SandboxPool", index: int, engine: Engine | None):
         self.pool = pool
         self.index = index
+        self.engine = engine
         self.inflight: dict[int, tuple[Job, int]] = {}
         self.dead = False
         self.last_seen = time.monotonic()
         self.name = f"codeparrot-sandbox-{os.getpid()}-{index}-{uuid.uuid4().hex[:6]}"
         limits = pool.limits
-        if pool.backend == "docker":
-            cmd = sandbox_image.docker_cmd() + docker_run_args(limits, pool.image, self.name, _owner(), index)
+        if engine is not None:
+            self.proc = None
+            self.conn = engine.start_attached(container_spec(limits, pool.images[engine.url], self.name, _owner(),
+                                                             index))
+            lines = self.conn.lines()
         else:
+            self.conn = None
             self.workdir = tempfile.mkdtemp(prefix="sandbox-process-")
             cmd = [sys.executable, "-u", "-I", str(WORKER_PY), "--no-setuid", "--work-root", self.workdir,
                    *limits.worker_args(index)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL if pool.backend == "docker" else None, bufsize=0)
-        self.reader = threading.Thread(target=self._read, daemon=True)
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+            lines = self.proc.stdout
+        self.reader = threading.Thread(target=self._read, args=(lines,), daemon=True)
         self.reader.start()
 
-    def _read(self):
-        for line in self.proc.stdout:
-            try:
-                msg = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            self.pool.events.put(("result", self, msg))
-        self.pool.events.put(("dead", self, None))
+    def _read(self, lines):
+        try:
+            for line in lines:
+                try:
+                    msg = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                self.pool.events.put(("result", self, msg))
+        finally:
+            self.pool.events.put(("dead", self, None))
 
     def send(self, batch: list[tuple[int, Job, int]]) -> bool:
-        """Hands jobs over in one write (each write crosses the Docker attach proxy)."""
+        """Hands jobs over in one write (each write crosses the engine's attach connection)."""
         if not self.inflight:
             self.last_seen = time.monotonic()  # the hang clock starts when it has work
         lines = []
         for jid, job, attempt in batch:
             self.inflight[jid] = (job, attempt)
             lines.append(json.dumps(job.message(jid)))
+        data = ("\n".join(lines) + "\n").encode()
         try:
-            self.proc.stdin.write(("\n".join(lines) + "\n").encode())
+            if self.conn is not None:
+                self.conn.write(data)
+            else:
+                self.proc.stdin.write(data)
             return True
         except (BrokenPipeError, OSError):
             return False
 
     def kill(self):
         self.dead = True
-        if self.pool.backend == "docker":
-            sandbox_image.docker("rm", "-f", self.name, check=False)
-        if self.proc.poll() is None:
+        if self.conn is not None:
+            self.engine.remove(self.conn.cid)
+            self.conn.close()
+        elif self.proc.poll() is None:
             self.proc.kill()
 
     def stop(self):
-        """Closing stdin tells the worker to stop; the container is --rm and removes itself."""
+        """Closing stdin tells the worker to stop; the container is auto-removed when it exits."""
         self.dead = True
         try:
-            self.proc.stdin.close()
+            if self.conn is not None:
+                self.conn.close_stdin()
+            else:
+                self.proc.stdin.close()
         except OSError:
             pass
 
     def close(self, wait: float = 5.0):
         self.stop()
+        if self.conn is not None:
+            self.reader.join(wait)  # the stream ends when the container has exited
+            if self.reader.is_alive():
+                self.kill()
+            self.conn.close()
+            return
         try:
             self.proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             self.kill()
-        if self.pool.backend == "process":
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class SandboxPool:
-    """Judges programs in parallel. Use as a context manager; `run` yields (job, verdict) as they finish."""
+    """Judges programs in parallel. Use as a context manager; `run` yields (job, verdict) as they finish.
+
+    The containers start in the background: construct the pool first, read the samples, then call `run`.
+    `engines` lists Docker engine URLs (default: `--docker-host` / HARNESS_DOCKER_HOSTS / DOCKER_HOST / local).
+    """
 
     def __init__(self, backend: str = "docker", workers: int | None = None, limits: Limits | None = None,
-                 max_retries: int = 2, hang_after_s: float = 60.0):
+                 max_retries: int = 2, hang_after_s: float = 60.0, engines: list[str] | None = None):
         if backend not in BACKENDS:
             raise UserError(f"unknown sandbox backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         self.backend = backend
         self.limits = limits or Limits()
-        self.n_workers = workers or os.cpu_count() or 1
         self.max_retries = max_retries
         self.hang_after_s = hang_after_s
         self.events: queue.Queue = queue.Queue()
         self.replaced = 0
+        self.engine_errors: dict[str, str] = {}
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._spawn_errors: list[str] = []
         if backend == "docker":
-            self.image = sandbox_image.ensure_image()
-            # cleanup of earlier crashed owners: nothing here depends on it, so it does not delay the start
-            threading.Thread(target=remove_orphan_containers, daemon=True).start()
+            self.engines = connect_engines(engine_urls(engines))
+            self.images = ensure_images(self.engines)
+            per_engine = plan_workers([e.cpus for e in self.engines], workers)
+            placements = [e for e, n in zip(self.engines, per_engine) for _ in range(n)]
+            for e in self.engines:  # cleanup of earlier crashed owners: nothing waits on it
+                threading.Thread(target=remove_orphan_containers, args=(e,), daemon=True).start()
         else:
             print("WARNING: --sandbox process runs model-written code as ordinary processes on THIS host. "
                   "It is not isolation: use it only on machines without Docker, for code you would run yourself.",
                   file=sys.stderr, flush=True)
-        self.workers: list[_Worker] = []
-        starters = [threading.Thread(target=self._spawn, args=(i,)) for i in range(self.n_workers)]
-        for t in starters:
+            self.engines = []
+            placements = [None] * (workers or os.cpu_count() or 1)
+        self.n_workers = len(placements)
+        self._starters = [threading.Thread(target=self._spawn, args=(i, e), daemon=True)
+                          for i, e in enumerate(placements)]
+        for t in self._starters:
             t.start()
-        for t in starters:
-            t.join()
-        self.workers.sort(key=lambda w: w.index)
         self._next_index = self.n_workers
         atexit.register(self.close)
 
-    def _spawn(self, index: int) -> _Worker:
-        w = _Worker(self, index)
-        self.workers.append(w)
+    @property
+    def workers(self) -> list[_Worker]:
+        """The live workers, once every container of the first start is up."""
+        self.wait_started()
+        return self._workers
+
+    def wait_started(self) -> None:
+        for t in self._starters:
+            t.join()
+        self._starters = []
+        if not self._workers and self.n_workers:
+            raise UserError("no sandbox container started: " + "; ".join(dict.fromkeys(self._spawn_errors))[:500])
+        self._workers.sort(key=lambda w: w.index)
+
+    def _spawn(self, index: int, engine: Engine | None) -> _Worker | None:
+        try:
+            w = _Worker(self, index, engine)
+        except Exception as exc:  # noqa: BLE001 - recorded; the run fails only when no engine can start one
+            if engine is None:
+                raise
+            self._spawn_errors.append(engine_error(engine.url, exc))
+            return None
+        with self._lock:
+            self._workers.append(w)
         return w
 
     def __enter__(self):
@@ -192,25 +264,51 @@ class SandboxPool:
         self.close()
 
     def close(self):
-        workers, self.workers = self.workers, []
+        for t in self._starters:
+            t.join()
+        workers, self._workers = self._workers, []
         for w in workers:
             w.stop()  # all of them first: the containers wind down in parallel
         for w in workers:
             w.close()
 
-    def _replace(self, dead: _Worker) -> None:
-        self.workers = [w for w in self.workers if w is not dead]
-        self.replaced += 1
-        self._spawn(self._next_index)
-        self._next_index += 1
+    def _live_engines(self) -> list[Engine]:
+        return [e for e in self.engines if not e.dead]
+
+    def _lose_engine(self, engine: Engine, why: str) -> None:
+        engine.dead = True
+        self.engine_errors[engine.url] = why
+        print(f"[sandbox] lost Docker engine {engine.url} ({why}); its samples finish on the other engines",
+              file=sys.stderr, flush=True)
+
+    def _replace(self, dead: _Worker, engine_lost: bool) -> None:
+        """A new worker for a dead one: on the same engine, or (engine gone) only if no worker is left at all."""
+        self._workers = [w for w in self._workers if w is not dead]
+        if engine_lost and any(not w.dead for w in self._workers):
+            return  # the surviving engines' containers (sized to their CPUs) take the samples
+        candidates = [None] if dead.engine is None else (
+            ([dead.engine] if not engine_lost else []) + [e for e in self._live_engines() if e is not dead.engine])
+        for engine in candidates:
+            if self._spawn(self._next_index, engine) is not None:
+                self._next_index += 1
+                self.replaced += 1
+                return
+            if engine is not None and not engine.alive():
+                self._lose_engine(engine, self._spawn_errors[-1] if self._spawn_errors else "it stopped answering")
+        if not any(not w.dead for w in self._workers):
+            lost = "; ".join(f"{u}: {why}" for u, why in self.engine_errors.items()) or "; ".join(self._spawn_errors)
+            raise UserError(f"every Docker engine of this run failed ({lost[:400]}): start an engine or point "
+                            "--docker-host / HARNESS_DOCKER_HOSTS at one that answers, then re-run "
+                            "(finished evaluations are cached)")
 
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Verdict]]:
         pending: deque[tuple[int, Job, int]] = deque((i, job, 0) for i, job in enumerate(jobs))
+        self.wait_started()
         # Jobs queued inside each worker so it never waits on us; refilled in batches (one write each).
         window = WINDOW_PER_SLOT * self.limits.slots
         outstanding = len(pending)
         while outstanding:
-            workers = list(self.workers)
+            workers = list(self._workers)
             loads = [None if w.dead else len(w.inflight) for w in workers]
             for w, take in zip(workers, refill_plan(loads, len(pending), window, self.limits.slots)):
                 batch = [pending.popleft() for _ in range(take)]
@@ -225,24 +323,29 @@ class SandboxPool:
                 w.last_seen = time.monotonic()
                 job, _ = w.inflight.pop(msg["id"], (None, 0))
                 if job is None:
-                    continue
+                    continue  # a late answer from a worker already given up: its job was re-queued
                 outstanding -= 1
                 yield job, Verdict(passed=bool(msg["passed"]), result=msg["result"],
                                    output=msg.get("output", ""), elapsed=float(msg.get("elapsed", 0.0)))
-            elif kind == "dead" and w in self.workers:
+            elif kind == "dead" and w in self._workers:
+                engine_lost = w.engine is not None and not w.engine.alive()
+                if engine_lost and w.engine.url not in self.engine_errors:
+                    self._lose_engine(w.engine, "it stopped answering")
                 w.kill()
                 held, w.inflight = w.inflight, {}
                 for jid, (job, attempt) in held.items():
-                    if attempt + 1 > self.max_retries:
+                    if engine_lost:
+                        pending.appendleft((jid, job, attempt))  # not the sample's fault: no retry spent
+                    elif attempt + 1 > self.max_retries:
                         outstanding -= 1
                         yield job, Verdict(False, "failed: sandbox error (worker died on every retry)")
                     else:
                         pending.appendleft((jid, job, attempt + 1))
-                self._replace(w)
+                self._replace(w, engine_lost)
 
     def _kill_hung_workers(self):
         now = time.monotonic()
-        for w in self.workers:
+        for w in self._workers:
             if w.inflight and now - w.last_seen > self.hang_after_s:
                 w.kill()
             elif not w.inflight:
@@ -256,3 +359,29 @@ class SandboxPool:
         for job, verdict in self.run(jobs):
             out[index[id(job)]] = verdict
         return out  # type: ignore[return-value]
+
+
+def connect_engines(urls: list[str]) -> list[Engine]:
+    """Every engine that answers; one that does not is skipped with a line, none answering is the error."""
+    engines, errors = [], []
+    for url in urls:
+        try:
+            engines.append(Engine(url))
+        except UserError as exc:
+            errors.append(str(exc))
+    if not engines:
+        raise UserError(errors[0] if len(errors) == 1 else
+                        f"no Docker engine answers ({', '.join(urls)}): start one or fix --docker-host / "
+                        "HARNESS_DOCKER_HOSTS, or pass --sandbox process (no isolation)")
+    for e in errors:
+        print(f"[sandbox] skipping an engine: {e}", file=sys.stderr, flush=True)
+    return engines
+
+
+def ensure_images(engines: list[Engine]) -> dict[str, str]:
+    """The sandbox image on every engine: built once, then copied to the engines that lack it."""
+    have = sorted(engines, key=lambda e: not e.has_image(sandbox_image.image_tag()))
+    images: dict[str, str] = {}
+    for engine in have:
+        images[engine.url] = sandbox_image.ensure_image(engine=engine, donors=[e for e in have if e.url in images])
+    return images

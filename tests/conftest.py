@@ -1,6 +1,5 @@
 """Shared fixtures: a real Docker sandbox pool (never faked), the HumanEval suite."""
 import os
-import subprocess
 
 import pytest
 
@@ -8,10 +7,21 @@ from tasks import load_suite
 
 
 def docker_answers() -> bool:
+    from common.errors import UserError
+    from sandbox.engine import Engine
+
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
+        Engine()
+        return True
+    except UserError:
         return False
+
+
+def docker_api():
+    """The local engine's low-level docker SDK client (tests inspect, kill and list containers with it)."""
+    from sandbox.engine import Engine
+
+    return Engine().client.api
 
 
 def require_docker():

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from sandbox.jobs import Job
-from sandbox.image import docker
+from conftest import docker_api
 
 TIMEOUT = 2.0
 SLACK = 1.5  # scheduling on a loaded 2-core machine, kill and reap
@@ -30,11 +30,10 @@ def sample_processes(pool):
     """Processes in the pool's containers that run as a sample uid (>= 50000): must be none between samples."""
     left = []
     for w in pool.workers:
-        r = docker("top", w.name, "-eo", "uid,pid,args", check=False)
-        for line in r.stdout.splitlines()[1:]:
-            parts = line.split(None, 2)
-            if parts and parts[0].isdigit() and int(parts[0]) >= 50000:
-                left.append(line)
+        top = w.engine.client.api.top(w.conn.cid, ps_args="-eo uid,pid,args")
+        for uid, pid, args in top["Processes"]:
+            if uid.isdigit() and int(uid) >= 50000:
+                left.append(f"{uid} {pid} {args}")
     return left
 
 
@@ -285,7 +284,7 @@ def test_dead_container_is_replaced_and_its_samples_rerun(humaneval):
     with SandboxPool(workers=1, limits=Limits(slots=2)) as p:
         victim = p.workers[0].name
         jobs = [Job(i, "import time\ntime.sleep(0.3)" + PASSING + "check(f)") for i in range(12)]
-        threading.Timer(0.8, lambda: docker("kill", victim, check=False)).start()
+        threading.Timer(0.8, lambda: docker_api().kill(victim)).start()
         verdicts = p.judge(jobs)
         assert [v.result for v in verdicts] == ["passed"] * 12
         assert p.replaced >= 1
@@ -308,17 +307,18 @@ def test_no_container_outlives_a_killed_owner(tmp_path):
     owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         name = owner.stdout.readline().strip()
-        deadline = time.time() + 30
-        while time.time() < deadline and docker("inspect", name, check=False).returncode != 0:
-            time.sleep(0.2)  # `docker run` creates the container in the background
-        assert docker("inspect", name, check=False).returncode == 0
+        assert exists(name)
     finally:
         owner.send_signal(signal.SIGKILL)
         owner.wait()
     deadline = time.time() + 20
-    while time.time() < deadline and docker("inspect", name, check=False).returncode == 0:
+    while time.time() < deadline and exists(name):
         time.sleep(0.5)
-    assert docker("inspect", name, check=False).returncode != 0, "container outlived its owner"
+    assert not exists(name), "container outlived its owner"
+
+
+def exists(name: str) -> bool:
+    return bool(docker_api().containers(all=True, filters={"name": name}))
 
 
 def test_process_backend_says_it_is_not_isolation(humaneval, capfd):
