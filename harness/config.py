@@ -43,6 +43,7 @@ class SandboxConfig:
     memory_mb: int = DEFAULT_MEMORY_MB
     timeout_factor: float = TIMEOUT_FACTOR  # a task gets max(timeout, factor x its reference's time); 0: off
     oracle: str = "inline"  # or "isolated": the tests run in another process than the program they judge
+    engines: tuple[str, ...] = ()  # Docker engine URLs; default: HARNESS_DOCKER_HOSTS, DOCKER_HOST or the local one
 
     def __post_init__(self):
         if self.oracle not in ORACLES:
@@ -61,21 +62,23 @@ class SandboxConfig:
     @classmethod
     def from_args(cls, args) -> "SandboxConfig":
         return cls(backend=args.sandbox, workers=args.workers, slots=args.slots, timeout=args.timeout,
-                   memory_mb=args.memory_mb, timeout_factor=args.timeout_factor, oracle=args.oracle)
+                   memory_mb=args.memory_mb, timeout_factor=args.timeout_factor, oracle=args.oracle,
+                   engines=tuple(getattr(args, "docker_host", None) or ()))
 
     def make_pool(self):
         from sandbox.limits import Limits
         from sandbox.pool import SandboxPool
 
         return SandboxPool(backend=self.backend, workers=self.workers,
-                           limits=Limits(slots=self.slots, memory_mb=self.memory_mb))
+                           limits=Limits(slots=self.slots, memory_mb=self.memory_mb), engines=list(self.engines))
 
     def preflight(self) -> None:
         """Fail in one line before hours of generation, not after: no engine, no image."""
         if self.backend == "docker":
-            from sandbox import image
+            from sandbox.engine import engine_urls
+            from sandbox.pool import connect_engines, ensure_images
 
-            image.ensure_image()
+            ensure_images(connect_engines(engine_urls(list(self.engines))))
 
 
 @dataclass(frozen=True)

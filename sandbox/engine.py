@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import threading
 
 from common.errors import UserError
 
@@ -57,7 +56,7 @@ class Engine:
         self.cpus = int(info.get("NCPU") or 1)
         self.name = info.get("Name") or self.url
         self.dead = False
-        self._lock = threading.Lock()
+        self.ready_tags: set[str] = set()  # sandbox images this Engine object has checked or put there
 
     def __repr__(self) -> str:
         return f"Engine({self.url}, {self.cpus} CPUs)"

@@ -106,9 +106,6 @@ def pick_base(engine) -> str:
     return build_offline_base(engine)
 
 
-_READY: set[tuple] = set()  # (engine, tag) this process already checked: eval checks before generating, the pool again
-
-
 def copy_image(tag: str, source, target) -> None:
     """Streams an image from one engine to another (docker save | docker load), without a registry."""
     _log(f"copying {tag} from {source.url} to {target.url}")
@@ -123,18 +120,17 @@ def ensure_image(rebuild: bool = False, engine=None, donors=()) -> str:
     """
     engine = _engine(engine)
     tag = image_tag()
-    ready = (engine.url, tag)
-    if ready in _READY and not rebuild:
+    if tag in engine.ready_tags and not rebuild:
         return tag
     if engine.has_image(tag) and not rebuild:
-        _READY.add(ready)
+        engine.ready_tags.add(tag)
         return tag
     donor = next((d for d in donors if d is not engine and not rebuild and d.has_image(tag)), None)
     if donor is not None:
         copy_image(tag, donor, engine)
     else:
         build_image(engine, tag)
-    _READY.add(ready)
+    engine.ready_tags.add(tag)
     return tag
 
 
