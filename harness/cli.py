@@ -170,6 +170,8 @@ def cmd_leaderboard(args) -> int:
 
 def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repo", help="hub repo: a local path or hf://org/name (default: $HARNESS_REPO, else ./hub)")
+    p.add_argument("--name", help="how leaderboard rows name this hub (default: a local hub's path relative to the "
+                                  "leaderboard file, an hf:// hub's repo id)")
     p.add_argument("--n", type=int, default=10, help="samples per task (10 on CPU; the Codex protocol uses 200)")
     p.add_argument("--temperature", type=float, default=0.2)
     p.add_argument("--top-p", type=float, default=0.95)

@@ -94,6 +94,7 @@ class EvalConfig:
     ppl_max_tokens: int = 65536
     output_dir: Path | None = None  # default: eval/<branch>/<commit>-<suite>-<params>
     leaderboard: Path | None = Path("results/leaderboard.csv")  # None: do not upsert
+    board_name: str | None = None  # how leaderboard rows name the hub (--name); default: portable path or repo id
 
     def __post_init__(self):
         if self.gen_batch_size < 1:
@@ -109,7 +110,8 @@ class EvalConfig:
                    gen_batch_size=args.gen_batch_size, ppl=not args.no_ppl, ppl_data=args.ppl_data,
                    ppl_max_tokens=args.ppl_max_tokens,
                    output_dir=Path(args.output_dir) if args.output_dir else None,
-                   leaderboard=None if args.no_leaderboard else Path(args.leaderboard))
+                   leaderboard=None if args.no_leaderboard else Path(args.leaderboard),
+                   board_name=getattr(args, "name", None))
 
     def load_suites(self) -> list:
         from tasks import load_suites

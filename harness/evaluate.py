@@ -172,7 +172,8 @@ def evaluate_checkpoint(hub: Hub, ref: CheckpointRef, suites: list[Suite], cfg: 
             atomic.write_json(out_dir / PERPLEXITY, ppl)
         summary.write(out_dir / SUMMARY)
         if cfg.leaderboard is not None:
-            leaderboard.upsert(cfg.leaderboard, leaderboard.row_from_summary(summary, cfg.leaderboard))
+            leaderboard.upsert(cfg.leaderboard, leaderboard.row_from_summary(summary, cfg.leaderboard,
+                                                                                    cfg.board_name))
         summaries.append(summary)
     return summaries
 

@@ -43,6 +43,8 @@ class Summary:
     step: int | None = None
     tokens_seen: int | None = None
     parameters: int | None = None
+    objective: str = "clm"  # "clm" (causal LM: pass@k and perplexity) or "mlm" (masked LM: perplexity only)
+    decontaminated: bool | None = None  # was the checkpoint's corpus decontaminated against this suite? None: unknown
     perplexity: float | None = None
     bits_per_byte: float | None = None
     perplexity_data: dict | None = None

@@ -1,5 +1,7 @@
-"""The tables people read on the terminal: one evaluation's pass@k, and a row per checkpoint."""
+"""The tables people read on the terminal: one evaluation's pass@k, and a row per checkpoint (pandas frames)."""
 from __future__ import annotations
+
+import pandas as pd
 
 from harness.summary import Summary
 
@@ -8,31 +10,42 @@ def pct(est) -> str:
     return f"{100 * est.value:.2f} ± {100 * est.stderr:.2f}"
 
 
-def format_summary(summary: Summary) -> str:
-    from tabulate import tabulate
+def _markdown(df: pd.DataFrame) -> str:
+    return df.to_markdown(index=False, tablefmt="github", disable_numparse=True)
 
-    rows = [[f"pass@{k}", f"{100 * est.value:.2f}%", f"± {100 * est.stderr:.2f}"]
-            for k, est in sorted(summary.pass_at_k.items())]
+
+def format_summary(summary: Summary) -> str:
     head = (f"{summary.suite} (hash {summary.suite_hash}): {len(summary.tasks_scored)} tasks, "
             f"{summary.samples} samples, sandbox {summary.sandbox}")
-    counts = ", ".join(f"{k}: {v}" for k, v in summary.result_counts.items())
-    text = head + "\n" + tabulate(rows, headers=["metric", "value", "std. error"], tablefmt="github")
-    text += f"\nresults: {counts}"
+    if summary.pass_at_k:
+        df = pd.DataFrame([{"metric": f"pass@{k}", "value": f"{100 * est.value:.2f}%", "std. error":
+                            f"± {100 * est.stderr:.2f}"} for k, est in sorted(summary.pass_at_k.items())])
+        text = head + "\n" + _markdown(df)
+    else:
+        text = head
+    if summary.result_counts:
+        text += "\nresults: " + ", ".join(f"{k}: {v}" for k, v in summary.result_counts.items())
     for note in summary.notes:
         text += f"\nnote: {note}"
     return text
 
 
-def format_checkpoint_table(summaries: list[Summary]) -> str:
-    from tabulate import tabulate
-
+def checkpoint_frame(summaries: list[Summary]) -> pd.DataFrame:
     ks = sorted({k for s in summaries for k in s.pass_at_k})
     rows = []
     for s in summaries:
-        row = [s.branch, (s.commit or "")[:10], s.step, s.suite,
-               f"{s.perplexity:.2f}" if s.perplexity is not None else "-",
-               f"{s.bits_per_byte:.3f}" if s.bits_per_byte is not None else "-"]
-        row += [pct(s.pass_at_k[k]) if k in s.pass_at_k else "-" for k in ks]
+        row = {"branch": s.branch, "commit": (s.commit or "")[:10], "step": s.step, "objective": s.objective,
+               "suite": s.suite or "-",
+               "perplexity": f"{s.perplexity:.2f}" if s.perplexity is not None else "-",
+               "bits/byte": f"{s.bits_per_byte:.3f}" if s.bits_per_byte is not None else "-"}
+        for k in ks:
+            row[f"pass@{k} (%)"] = pct(s.pass_at_k[k]) if k in s.pass_at_k else "-"
         rows.append(row)
-    head = ["branch", "commit", "step", "suite", "perplexity", "bits/byte"] + [f"pass@{k} (%)" for k in ks]
-    return tabulate(rows, headers=head, tablefmt="github")
+    df = pd.DataFrame(rows)
+    if len(df) and (df["objective"] == "clm").all():
+        df = df.drop(columns="objective")
+    return df
+
+
+def format_checkpoint_table(summaries: list[Summary]) -> str:
+    return _markdown(checkpoint_frame(summaries))

@@ -302,16 +302,33 @@ class SandboxPool:
                             "(finished evaluations are cached)")
 
     def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Verdict]]:
-        pending: deque[tuple[int, Job, int]] = deque((i, job, 0) for i, job in enumerate(jobs))
+        """Yields (job, verdict) as verdicts come. `jobs` is consumed lazily (a generator of any length runs in
+        flat memory): only a look-ahead of a few windows per worker is held here."""
+        source = enumerate(jobs)
+        pending: deque[tuple[int, Job, int]] = deque()
         self.wait_started()
         # Jobs queued inside each worker so it never waits on us; refilled in batches (one write each).
         window = WINDOW_PER_SLOT * self.limits.slots
-        outstanding = len(pending)
-        while outstanding:
+        outstanding = 0
+        exhausted = False
+        while True:
+            if not exhausted:
+                lookahead = 2 * window * max(1, len(self._workers))
+                while len(pending) < lookahead:
+                    nxt = next(source, None)
+                    if nxt is None:
+                        exhausted = True
+                        break
+                    pending.append((nxt[0], nxt[1], 0))
+                    outstanding += 1
+            if not outstanding:
+                return
             workers = list(self._workers)
             loads = [None if w.dead else len(w.inflight) for w in workers]
-            for w, take in zip(workers, refill_plan(loads, len(pending), window, self.limits.slots)):
-                batch = [pending.popleft() for _ in range(take)]
+            # before the source is exhausted, the tail is not near: no spreading yet
+            left = len(pending) if exhausted else len(pending) + window * len(workers)
+            for w, take in zip(workers, refill_plan(loads, left, window, self.limits.slots)):
+                batch = [pending.popleft() for _ in range(min(take, len(pending)))]
                 if batch and not w.send(batch):
                     w.kill()  # its reader reports it dead; its jobs, these included, are re-queued
             try:

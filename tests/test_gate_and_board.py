@@ -2,6 +2,7 @@
 import csv
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from common.errors import UserError
@@ -83,7 +84,37 @@ def test_upsert_replaces_same_key_adds_new_and_sorts_by_step(tmp_path):
 def test_pass_at_k_columns_are_parsed_one_way():
     assert leaderboard.column_k("pass@10") == 10 and leaderboard.column_k("pass@10_stderr") is None
     assert leaderboard.column_k("perplexity") is None
-    assert leaderboard.reported_ks([{"pass@1": "0.1", "pass@100": ""}, {"pass@10": "0.2"}]) == [1, 10]
+    df = pd.DataFrame([{"pass@1": "0.1", "pass@100": "", "pass@10": ""}, {"pass@1": "", "pass@100": "", "pass@10": "0.2"}])
+    assert leaderboard.reported_ks(df) == [1, 10]
+
+
+def test_board_markdown_and_plot_come_from_the_frame(tmp_path):
+    board = tmp_path / "b.csv"
+    leaderboard.upsert(board, row("c1" * 20, 10, 0.1, perplexity=12.5))
+    leaderboard.upsert(board, row("c2" * 20, 20, 0.25, perplexity=9.0))
+    leaderboard.upsert(board, {**row("m1" * 20, 5, None, perplexity=7.25, objective="mlm"), "branch": "mlm-run",
+                               "pass@1_stderr": None})
+    out = leaderboard.publish(board, tmp_path / "pub" / "leaderboard.csv")
+    md = (tmp_path / "pub" / "leaderboard.md").read_text()
+    assert "| branch" in md and "25.00 ± 1.00" in md and "c1c1c1c1c1 " in md and "12.500" in md
+    mlm_line = next(line for line in md.splitlines() if "mlm-run" in line)
+    assert "| mlm " in mlm_line and "7.250" in mlm_line and "| -" in mlm_line  # no pass@k: '-', not 0
+    assert out["rows"] == 3 and (tmp_path / "pub" / "leaderboard.png").stat().st_size > 10_000
+    df = pd.read_csv(out["csv"], dtype=str, keep_default_na=False)
+    assert list(df["commit"]) == ["m1" * 20, "c1" * 20, "c2" * 20]  # repo, branch, then step order
+
+
+def test_rows_name_the_hub_portably(tmp_path):
+    board = tmp_path / "results" / "leaderboard.csv"
+    assert leaderboard.portable_repo(str(tmp_path / "hubs" / "a"), board) == "../hubs/a"
+    assert leaderboard.portable_repo(str(tmp_path / "hubs" / "a"), board, name="team/a") == "team/a"
+    assert leaderboard.portable_repo("hf://org/model", board) == "hf://org/model"
+
+
+def test_an_unreadable_csv_is_one_line(tmp_path):
+    (tmp_path / "x.csv").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(UserError, match="not a readable CSV|not a harness leaderboard"):
+        leaderboard.read(tmp_path / "x.csv")
 
 
 def test_a_csv_that_is_not_a_leaderboard_is_refused(tmp_path):
