@@ -42,11 +42,21 @@ def pass_at_1(out: str) -> float:
     return json.load(open(os.path.join(out, "summary.json")))["pass_at_k"]["1"]["value"]
 
 
+def stages(out: str, wall: float) -> str:
+    """Where the command's wall time went, from summary.json (the rest: shutting the containers down, exiting)."""
+    t = json.load(open(os.path.join(out, "summary.json")))["timings"]
+    st = dict(t.get("stages_s", {}))
+    st["execute_s"] = t["execute_s"] - st.get("pool_wait_s", 0.0)
+    st["other_s"] = wall - sum(v for v in st.values() if v)
+    return ", ".join(f"{k[:-2]} {v:.2f}s" for k, v in st.items() if v is not None)
+
+
 def ours(samples: str, tasks: str, out: str, n: int) -> float:
     wall, _ = timed([os.path.join(BIN, "harness"), "eval", "--samples", samples, "--tasks", tasks, "--k", "1",
                      "--output-dir", out])
     print(f"harness eval --samples --tasks {tasks} (docker sandbox): {n} samples in {wall:.2f}s = "
           f"{n / wall:.1f} samples/s (pass@1 {pass_at_1(out):.3f})")
+    print(f"  stages: {stages(out, wall)}")
     return wall
 
 

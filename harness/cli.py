@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -104,6 +105,16 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def process_age() -> float | None:
+    """Seconds since this process started (Linux), i.e. what the interpreter and the imports took so far."""
+    try:
+        start_ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        uptime = float(open("/proc/uptime").read().split()[0])
+        return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 3)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def eval_samples(args) -> int:
     from pathlib import Path
 
@@ -117,21 +128,27 @@ def eval_samples(args) -> int:
 
     ks = parse_ks(args.k)
     sandbox = SandboxConfig.from_args(args)
-    suites = [s.limit(args.limit) for s in load_suites(args.tasks)]
-    per_suite = read_samples(args.samples, suites)
-    sandbox.preflight()
-    root = Path(args.output_dir or Path("eval") / Path(args.samples).name.split(".")[0])
-    for part in per_suite:
-        scored = {s.task_id for s in part.samples}
-        if len(scored) < len(part.suite.tasks):
-            print(f"warning: {part.suite.name}: samples cover {len(scored)} of {len(part.suite.tasks)} tasks; "
-                  "only those are scored", file=sys.stderr)
-        out_dir = root if len(suites) == 1 else root / part.suite.name
-        summary = scoring.score(part.samples, part.suite, out_dir, sandbox.make_pool, sandbox.timeout, ks,
-                                meta={"samples_file": str(args.samples)}, notes=part.notes, sandbox=sandbox.backend,
-                                timeout_factor=sandbox.timeout_factor, oracle=sandbox.oracle)
-        print(format_summary(summary))
-        print(f"wrote {out_dir / scoring.RESULTS} and {out_dir / SUMMARY}")
+    stages = {"startup_s": process_age()}  # interpreter and imports
+    # The engines connect and the containers start while the samples are read and validated.
+    with scoring.StartedPool(sandbox.make_pool) as pool:
+        t0 = time.perf_counter()
+        suites = [s.limit(args.limit) for s in load_suites(args.tasks)]
+        per_suite = read_samples(args.samples, suites)
+        stages["read_samples_s"] = time.perf_counter() - t0
+        root = Path(args.output_dir or Path("eval") / Path(args.samples).name.split(".")[0])
+        for part in per_suite:
+            scored = {s.task_id for s in part.samples}
+            if len(scored) < len(part.suite.tasks):
+                print(f"warning: {part.suite.name}: samples cover {len(scored)} of {len(part.suite.tasks)} tasks; "
+                      "only those are scored", file=sys.stderr)
+            out_dir = root if len(suites) == 1 else root / part.suite.name
+            summary = scoring.score(part.samples, part.suite, out_dir, pool, sandbox.timeout, ks,
+                                    meta={"samples_file": str(args.samples)}, notes=part.notes,
+                                    sandbox=sandbox.backend, timeout_factor=sandbox.timeout_factor,
+                                    oracle=sandbox.oracle, stages=stages)
+            stages = {}
+            print(format_summary(summary))
+            print(f"wrote {out_dir / scoring.RESULTS} and {out_dir / SUMMARY}")
     return 0
 
 

@@ -41,7 +41,10 @@ def check_output_dir(out_dir: Path, suite: Suite) -> None:
 
 
 class LazyPool:
-    """Opens the sandbox pool the first time it is needed (a fully cached scoring never starts a container)."""
+    """Opens the sandbox pool the first time it is needed (a fully cached scoring never starts a container).
+
+    A `make_pool` that is a `StartedPool` hands over a pool its caller owns (and closes); any other is called here
+    and the pool it makes is closed here."""
 
     def __init__(self, make_pool: Callable):
         self.make_pool, self.pool = make_pool, None
@@ -55,6 +58,38 @@ class LazyPool:
         return self
 
     def __exit__(self, *exc):
+        if self.pool is not None and not isinstance(self.make_pool, StartedPool):
+            self.pool.close()
+
+
+class StartedPool:
+    """A sandbox pool started in the background now, so that its engines connect and its containers start while the
+    caller reads and validates the samples. Calling it waits for the pool (re-raising what stopped it)."""
+
+    def __init__(self, make_pool: Callable):
+        import threading
+
+        self.pool, self.error = None, None
+        self._thread = threading.Thread(target=self._start, args=(make_pool,), daemon=True)
+        self._thread.start()
+
+    def _start(self, make_pool):
+        try:
+            self.pool = make_pool()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            self.error = exc
+
+    def __call__(self):
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.pool
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._thread.join()
         if self.pool is not None:
             self.pool.close()
 
@@ -85,7 +120,7 @@ def result_kind(result: str) -> str:
 
 def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: Callable, timeout: float,
           ks: list[int], meta: dict | None = None, notes: list[str] | None = None, sandbox: str = "docker",
-          timeout_factor: float = 0.0, oracle: str = "inline") -> Summary:
+          timeout_factor: float = 0.0, oracle: str = "inline", stages: dict | None = None) -> Summary:
     """Judges every sample not already judged, writes results.jsonl and summary.json, returns the Summary.
     `timeout`: the base per-sample timeout; with `timeout_factor` > 0 a task whose reference needs longer gets
     factor x the reference's time (calibrate.py). `meta`: Summary fields that say where the samples came from."""
@@ -96,11 +131,14 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
     check_output_dir(out_dir, suite)
     tasks = suite.by_id()
     notes = list(notes or [])
+    stages = dict(stages or {})
     with LazyPool(make_pool) as pool:
         timeouts = {t.task_id: timeout for t in suite.tasks}
         broken = {}
         if timeout_factor > 0:
+            t0 = time.perf_counter()
             times = calibrate.canonical_times(suite, sandbox, pool, oracle)
+            stages["calibrate_s"] = time.perf_counter() - t0
             timeouts = calibrate.task_timeouts(suite, times, timeout, timeout_factor)
             broken = {tid: t["result"] for tid, t in times.items() if not t["passed"]}
         programs = [tasks[s.task_id].program_from_solution(s.solution) if s.solution is not None
@@ -111,6 +149,9 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
 
         t0 = time.perf_counter()
         if todo:
+            t_wait = time.perf_counter()
+            pool()
+            stages["pool_wait_s"] = time.perf_counter() - t_wait  # what container start-up still costs here
             if len(todo) < len(samples):
                 print(f"resuming: {len(samples) - len(todo)} of {len(samples)} verdicts already in "
                       f"{out_dir / VERDICTS}", file=sys.stderr)
@@ -125,6 +166,7 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
                     cached[row["key"]] = row
         exec_s = time.perf_counter() - t0
 
+    t_write = time.perf_counter()
     rows, per_task, kinds = [], {}, Counter()
     for s, k in zip(samples, keys):
         v = cached[k]
@@ -153,5 +195,7 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
         timeout_factor=timeout_factor,
         raised_timeouts={t: v for t, v in timeouts.items() if v > timeout},
         notes=notes, **(meta or {}))
+    stages["write_s"] = time.perf_counter() - t_write
+    summary.timings["stages_s"] = {k: round(v, 3) for k, v in stages.items()}
     summary.write(out_dir / SUMMARY)
     return summary

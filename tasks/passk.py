@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-import numpy as np
+import math
+import statistics
 
 from common.errors import UserError
 
@@ -20,7 +21,7 @@ def estimate_pass_at_k(n: int, c: int, k: int) -> float:
         raise ValueError(f"need 1 <= k <= n, got n={n}, k={k}")
     if n - c < k:
         return 1.0
-    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1, dtype=np.float64)))
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))  # pure Python: no numpy import to pay
 
 
 def parse_ks(spec: str | Iterable[int]) -> list[int]:
@@ -60,7 +61,7 @@ def pass_at_k(counts: Mapping[str, tuple[int, int]], ks: Iterable[int]) -> tuple
             short = sum(1 for n, _ in counts.values() if n < k)
             notes.append(f"pass@{k} omitted: {short} problem(s) have fewer than {k} samples (min n = {min_n})")
             continue
-        per = np.array([estimate_pass_at_k(n, c, k) for n, c in counts.values()])
-        stderr = float(per.std(ddof=1) / np.sqrt(len(per))) if len(per) > 1 else 0.0
-        out[k] = PassK(float(per.mean()), stderr, len(per))
+        per = [estimate_pass_at_k(n, c, k) for n, c in counts.values()]
+        stderr = statistics.stdev(per) / math.sqrt(len(per)) if len(per) > 1 else 0.0
+        out[k] = PassK(statistics.fmean(per), stderr, len(per))
     return out, notes
