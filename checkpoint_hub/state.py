@@ -23,10 +23,14 @@ class TrainingState:
     mixed_precision: str | None = None
     corpus: str | None = None  # the corpus directory: the default perplexity data (its valid split)
     world_size: int | None = None
+    objective: str = "clm"  # clm (causal, GPT-2) or mlm (masked, DistilBERT-style)
+    whole_word_masking: bool | None = None  # mlm only
+    init: str | None = None  # the folder training started from (domain adaptation), if any
+    decontaminated: list | None = None  # suites the corpus was decontaminated against; None: not recorded
 
     _TYPES = {"step": int, "run": str, "tokens": int, "train_loss": float, "valid_loss": float,
               "valid_perplexity": float, "n_params": int, "seq_length": int, "mixed_precision": str, "corpus": str,
-              "world_size": int}
+              "world_size": int, "objective": str, "whole_word_masking": bool, "init": str, "decontaminated": list}
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -48,7 +52,9 @@ class TrainingState:
         for name, value in values.items():
             want = cls._TYPES[name]
             ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) if want is float
-                                   else isinstance(value, want) and not isinstance(value, bool))
+                                   else isinstance(value, want) and (want is bool or not isinstance(value, bool)))
+            if name == "objective" and value not in ("clm", "mlm"):
+                ok = False
             if not ok or (name == "step" and value is None):
                 raise UserError(f"{where}: field {name!r} should be {want.__name__}, got {value!r}: the file is corrupt; "
                                 "re-push the checkpoint or pick another commit")

@@ -78,6 +78,40 @@ def training_state(hub: Hub, ref: CheckpointRef) -> TrainingState | None:
     return TrainingState.from_json(raw, f"{ref.short}:{TRAINING_STATE}")
 
 
+MASKED = "mlm"
+
+
+def checkpoint_objective(hub: Hub, ref: CheckpointRef, state: TrainingState | None) -> str:
+    """'mlm' for a masked-LM checkpoint (its training state says so, or its config names a *ForMaskedLM class),
+    else 'clm'."""
+    if state is not None and state.objective:
+        if state.objective == MASKED:
+            return MASKED
+    raw = hub.read_file(ref.commit, "config.json")
+    if raw is not None:
+        import json
+
+        try:
+            arch = json.loads(raw).get("architectures") or []
+        except (json.JSONDecodeError, AttributeError):
+            arch = []
+        if arch and all(a.endswith("ForMaskedLM") for a in arch):
+            return MASKED
+    return "clm"
+
+
+def load_masked_lm(hub, ref: CheckpointRef):
+    """(model, tokenizer) of a masked-LM checkpoint; one clear line when it cannot be loaded."""
+    from transformers import AutoModelForMaskedLM
+
+    folder = Path(hub.materialize(ref.commit))
+    try:
+        return AutoModelForMaskedLM.from_pretrained(folder), load_tokenizer(folder)
+    except Exception as exc:  # a truncated or corrupt file surfaces as any of several library errors
+        raise UserError(f"checkpoint {ref.short} is not a loadable masked LM ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:120]}): re-push it or pick another commit")
+
+
 def load_checkpoint(hub, ref: CheckpointRef):
     """(model, tokenizer) from the commit's save_pretrained folder, for any architecture AutoModelForCausalLM knows;
     one clear line when it is not loadable or not a causal LM."""

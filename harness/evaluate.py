@@ -18,7 +18,7 @@ from common.errors import UserError
 from common.paths import cache_root
 from common.progress import progress
 from harness import leaderboard, scoring
-from harness.checkpoints import CheckpointRef, load_checkpoint, training_state
+from harness.checkpoints import MASKED, CheckpointRef, checkpoint_objective, load_checkpoint, training_state
 from harness.config import EvalConfig, GenParams
 from harness.distributed import Ranks
 from harness.gen_cache import GenerationCache
@@ -45,13 +45,7 @@ class LazyModel:
 
 
 def cached_perplexity(lazy: LazyModel, cfg: EvalConfig, state: TrainingState | None) -> dict:
-    source = cfg.ppl_data or (state.corpus if state else None)
-    if not source:
-        raise UserError("no perplexity data: the checkpoint does not name its corpus; pass --ppl-data DIR|FILE "
-                        "or --no-ppl")
-    if not Path(source).exists():
-        raise UserError(f"perplexity data {source} does not exist (the checkpoint's corpus moved?): pass --ppl-data")
-    texts, where = load_texts(source)
+    texts, where = perplexity_source(cfg, state)
     path = cache_root() / "perplexity" / f"{lazy.ref.commit}-{data_key(texts, cfg.ppl_max_tokens)}.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -64,6 +58,83 @@ def cached_perplexity(lazy: LazyModel, cfg: EvalConfig, state: TrainingState | N
     result.update({"data": where, "seconds": round(time.perf_counter() - t0, 2)})
     atomic.write_json(path, result)
     return result
+
+
+def perplexity_source(cfg: EvalConfig, state: TrainingState | None) -> tuple[list[str], str]:
+    source = cfg.ppl_data or (state.corpus if state else None)
+    if not source:
+        raise UserError("no perplexity data: the checkpoint does not name its corpus; pass --ppl-data DIR|FILE "
+                        "or --no-ppl")
+    if not Path(source).exists():
+        raise UserError(f"perplexity data {source} does not exist (the checkpoint's corpus moved?): pass --ppl-data")
+    return load_texts(source)
+
+
+MLM_BATCH = 8
+
+
+def masked_lm_perplexity(hub: Hub, ref: CheckpointRef, cfg: EvalConfig, state: TrainingState | None) -> dict:
+    """Masked-LM perplexity on the fixed-mask validation set (pretrain.mlm: the masks training validated on), cached
+    per commit and data; per-batch sums kept so the gate can bootstrap over them."""
+    from harness.checkpoints import load_masked_lm
+    from pretrain.mlm import fixed_mask_batches, masked_lm_nll, perplexity_of
+
+    texts, where = perplexity_source(cfg, state)
+    path = cache_root() / "perplexity" / f"{ref.commit}-mlm-{data_key(texts, cfg.ppl_max_tokens)}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    model, tokenizer = load_masked_lm(hub, ref)
+    limit = getattr(model.config, "max_position_embeddings", None) or 512
+    context = min(state.seq_length, limit) if state and state.seq_length else min(limit, 512)
+    t0 = time.perf_counter()
+    batches = fixed_mask_batches(tokenizer, texts, context, MLM_BATCH, max(1, cfg.ppl_max_tokens // (context * MLM_BATCH)))
+    if not batches:
+        raise UserError(f"perplexity data {where} is shorter than one sequence of {context} tokens: pass a larger "
+                        "--ppl-data")
+    nll, counts = masked_lm_nll(model, batches)
+    loss, ppl = perplexity_of(nll, counts)
+    result = {"objective": MASKED, "perplexity": ppl, "loss": loss, "masked_tokens": sum(counts),
+              "tokens": sum(b["input_ids"].numel() for b in batches), "windows": len(batches), "context": context,
+              "window_nll": nll, "window_tokens": counts, "data": where,
+              "seconds": round(time.perf_counter() - t0, 2)}
+    atomic.write_json(path, result)
+    return result
+
+
+def evaluate_masked_lm(hub: Hub, ref: CheckpointRef, cfg: EvalConfig, state: TrainingState | None,
+                       many: bool) -> Summary:
+    """An encoder checkpoint: masked-LM perplexity only. No pass@k (an encoder does not write code), and the summary
+    says so rather than reporting 0."""
+    if not cfg.ppl:
+        raise UserError(f"{ref.short} is a masked-LM checkpoint: perplexity is all it is scored on; drop --no-ppl")
+    ppl = masked_lm_perplexity(hub, ref, cfg, state)
+    root = cfg.output_dir if cfg.output_dir and not many else (cfg.output_dir or Path("eval")) / ref.branch.replace(
+        "/", "_")
+    out_dir = Path(root) if cfg.output_dir and not many else Path(root) / f"{ref.commit[:12]}-mlm"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(out_dir / PERPLEXITY, ppl)
+    from harness import __version__
+
+    summary = Summary(
+        suite="-", suite_hash="-", samples=0, timeout_s=0.0, sandbox="-", harness_version=__version__,
+        objective=MASKED, notes=["masked-LM checkpoint: no pass@k (an encoder does not generate code); perplexity "
+                                 "is masked-LM perplexity on the fixed-mask validation set"],
+        repo=ref.repo, branch=ref.branch, commit=ref.commit, step=state.step if state else None,
+        tokens_seen=state.tokens if state else None, parameters=state.n_params if state else None,
+        perplexity=ppl["perplexity"],
+        perplexity_data={k: ppl[k] for k in ("data", "tokens", "masked_tokens", "windows", "context")},
+        output_dir=str(out_dir))
+    summary.write(out_dir / SUMMARY)
+    if cfg.leaderboard is not None:
+        leaderboard.upsert(cfg.leaderboard, leaderboard.row_from_summary(summary, cfg.leaderboard, cfg.board_name))
+    return summary
+
+
+def decontamination(state: TrainingState | None, suite: Suite) -> bool | None:
+    """Was the checkpoint's corpus decontaminated against this suite? None: the checkpoint does not say."""
+    if state is None or state.decontaminated is None:
+        return None
+    return suite.name.partition("[")[0] in state.decontaminated
 
 
 def prompt_id(prompt: str) -> str:
@@ -126,6 +197,8 @@ def evaluate_checkpoint(hub: Hub, ref: CheckpointRef, suites: list[Suite], cfg: 
     scoring, summary and leaderboard row."""
     t0 = time.perf_counter()
     state = training_state(hub, ref)
+    if checkpoint_objective(hub, ref, state) == MASKED:
+        return [evaluate_masked_lm(hub, ref, cfg, state, many)]
     lazy = LazyModel(hub, ref, ranks)
     ppl = cached_perplexity(lazy, cfg, state) if cfg.ppl else None
     # The trained context, not the configured one: positions a run never trained on make neither score nor code.
@@ -154,7 +227,14 @@ def evaluate_checkpoint(hub: Hub, ref: CheckpointRef, suites: list[Suite], cfg: 
         samples = [Sample(tid, r["completion"], {"task_id": tid, "sample_index": r["index"],
                                                  "completion": r["completion"]}) for tid, r in rows]
         out_dir = cfg.checkpoint_dir(ref, suite, many)
+        clean = decontamination(state, suite)
+        if clean is not True:
+            why = ("the checkpoint does not record a decontaminated corpus" if clean is None else
+                   f"its corpus was decontaminated against {', '.join(state.decontaminated) or 'no suite'} only")
+            notes.append(f"not decontaminated against {suite.name}: {why}; pass@k may count memorised solutions")
+            print(f"warning: {ref.short}: {suite.name}: {notes[-1]}", file=sys.stderr)
         meta = {
+            "objective": "clm", "decontaminated": clean,
             "repo": ref.repo, "branch": ref.branch, "commit": ref.commit,
             "step": state.step if state else None, "tokens_seen": state.tokens if state else None,
             "parameters": n_params,
@@ -188,10 +268,13 @@ def evaluate_checkpoints(hub: Hub, refs: list[CheckpointRef], cfg: EvalConfig, n
         groups = prompt_groups(suites, cfg.gen)
         for ref in refs:
             state = training_state(hub, ref)
+            if checkpoint_objective(hub, ref, state) == MASKED:
+                continue  # the main rank scores its perplexity alone
             for group in groups:
                 generate_missing(LazyModel(hub, ref, ranks), group, cfg, state.seq_length if state else None, ranks)
         return []
-    cfg.sandbox.preflight()
+    if any(checkpoint_objective(hub, ref, training_state(hub, ref)) != MASKED for ref in refs):
+        cfg.sandbox.preflight()  # masked-LM checkpoints run no sample: they need no engine
     many = nested or len(refs) > 1 or len(suites) > 1
     summaries = []
     for i, ref in enumerate(refs, 1):

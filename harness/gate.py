@@ -157,6 +157,15 @@ def describe(cmp: Comparison, margin: float, branch: str) -> str:
             f"margin {sc * margin:.3f}")
 
 
+KINDS = {"clm": "causal-LM", "mlm": "masked-LM"}
+
+
+def objective_of(hub, ref) -> str:
+    from harness.checkpoints import checkpoint_objective, training_state
+
+    return checkpoint_objective(hub, ref, training_state(hub, ref))
+
+
 def run_gate(hub, ckpt: str, cfg, metric: str = "pass@1", margin: float = 0.0,
              report: Path | None = None) -> GateResult:
     """Evaluates the run's checkpoint and main's (cached), compares them and merges the run into main unless it
@@ -177,6 +186,9 @@ def run_gate(hub, ckpt: str, cfg, metric: str = "pass@1", margin: float = 0.0,
     (ref,) = resolve_refs(hub, ckpt)
     if ref.branch == "main":
         raise UserError("--ckpt names main itself: gate a run branch into main")
+    if objective_of(hub, ref) == "mlm" and metric != "perplexity":
+        raise UserError(f"--metric {metric}: {ref.short} is a masked-LM checkpoint (objective mlm), which has no "
+                        "pass@k: gate it with --metric perplexity (masked-LM perplexity)")
     report = Path(report or (cfg.output_dir or Path("eval")) / f"gate-{ref.branch.replace('/', '_')}.md")
     main_sha = main_checkpoint(hub)
     if main_sha == ref.commit:
@@ -188,10 +200,16 @@ def run_gate(hub, ckpt: str, cfg, metric: str = "pass@1", margin: float = 0.0,
         write_report(report, ref.branch, ref.commit, None, None, margin, True, reason)
         return GateResult(ref.branch, ref.commit, None, True, reason, None, new, report)
     main_ref = CheckpointRef(hub.url, "main", main_sha)
+    kind_branch, kind_main = objective_of(hub, ref), objective_of(hub, main_ref)
+    if kind_branch != kind_main:
+        raise UserError(f"main holds a {KINDS[kind_main]} checkpoint and {ref.short} a {KINDS[kind_branch]} one: their "
+                        "metrics are not comparable; gate the run into a hub (or main) of its own kind")
     summaries = evaluate_checkpoints(hub, [ref, main_ref], cfg, nested=True)
     name = split_metric(metric)[1]
     pick = names.index(suite_name) if suite_name is not None else 0
-    branch_s, main_s = summaries[pick], summaries[len(names) + pick]  # (checkpoint, suite) in that order
+    per_ref = 1 if kind_branch == "mlm" else len(names)  # an MLM checkpoint has one summary, not one per suite
+    pick = 0 if kind_branch == "mlm" else pick
+    branch_s, main_s = summaries[pick], summaries[per_ref + pick]  # (checkpoint, suite) in that order
     cmp = compare(name, Path(main_s.output_dir), Path(branch_s.output_dir))
     if suite_name is not None:
         cmp = replace(cmp, metric=metric)

@@ -32,7 +32,7 @@ def portable_repo(repo: str, board: Path, name: str | None = None) -> str:
 
 
 def row_from_summary(s: Summary, board: Path, name: str | None = None) -> dict:
-    g = s.generation
+    g = s.generation or {}
     row = {"repo": portable_repo(s.repo, board, name), "branch": s.branch, "commit": s.commit, "step": s.step,
            "tokens": s.tokens_seen, "parameters": s.parameters, "objective": s.objective, "suite": s.suite,
            "suite_hash": s.suite_hash, "decontaminated": {True: "yes", False: "no"}.get(s.decontaminated, ""),

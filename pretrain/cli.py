@@ -45,6 +45,8 @@ def cmd_train(args) -> int:
     from pretrain.train import TrainConfig, train
 
     fields = TrainConfig.__dataclass_fields__
+    if args.model is None:
+        args.model = "mlm-tiny" if args.objective == "mlm" else "tiny"
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     result = train(cfg)
     if result["history"] and result["is_main"]:
@@ -81,9 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-docs", type=int, help="train on at most this many documents")
     p.set_defaults(func=cmd_tokenizer)
 
-    p = sub.add_parser("train", help="train a GPT-2 with Accelerate; every checkpoint is a commit on branch --run")
-    p.add_argument("--model", default="tiny", help="tiny, small, large, a config.json or a save_pretrained folder")
-    p.add_argument("--tokenizer", required=True)
+    p = sub.add_parser("train", help="train a GPT-2 (or, --objective mlm, a masked LM) with Accelerate; every "
+                                     "checkpoint is a commit on branch --run")
+    p.add_argument("--model", default=None, help="tiny, small, large (clm) or mlm-tiny, distilbert (mlm), a "
+                                                 "config.json or a save_pretrained folder (default: tiny / mlm-tiny)")
+    p.add_argument("--objective", default="clm", choices=["clm", "mlm"],
+                   help="clm: next-token prediction (GPT-2); mlm: masked-token prediction (the course's domain "
+                        "adaptation of an encoder)")
+    p.add_argument("--init", help="start from this save_pretrained folder (e.g. a pretrained encoder): domain "
+                                  "adaptation; its tokenizer unless --tokenizer is given")
+    p.add_argument("--whole-word-masking", action="store_true", help="mlm: mask whole words (identifiers) at once")
+    p.add_argument("--mlm-probability", type=float, default=0.15)
+    p.add_argument("--tokenizer", help="a tokenizer folder (required unless --init gives one)")
     p.add_argument("--corpus", required=True)
     p.add_argument("--repo", required=True, help="hub repo: a local path (created on first push) or hf://org/name")
     p.add_argument("--run", required=True, help="the run's branch name")

@@ -24,23 +24,40 @@ PRESETS = {
 }
 
 
-def make_config(model: str, tokenizer):
-    """`model` is a preset name, a config.json, or a save_pretrained folder; vocab = len(tokenizer)."""
-    from transformers import AutoConfig, GPT2Config
+def make_config(model: str, tokenizer, objective: str = "clm"):
+    """`model` is a preset name, a config.json, or a save_pretrained folder; vocab = len(tokenizer).
+    objective "mlm": the masked-LM presets (mlm-tiny, distilbert), a DistilBERT-style config.json or a folder."""
+    from transformers import AutoConfig, DistilBertConfig, GPT2Config
 
-    ids = {"vocab_size": len(tokenizer), "bos_token_id": tokenizer.eos_token_id, "eos_token_id": tokenizer.eos_token_id}
-    if model in PRESETS:
-        return GPT2Config(**PRESETS[model], **STABILITY, **NO_DROPOUT, **ids)
+    from pretrain.mlm import MLM_PRESETS
+
+    if objective == "mlm":
+        ids = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
+        if model in MLM_PRESETS:
+            return DistilBertConfig(**MLM_PRESETS[model], dropout=0.0, attention_dropout=0.0, **ids)
+        if model in PRESETS:
+            raise UserError(f"--model {model} is a GPT-2 (causal) preset: with --objective mlm use one of "
+                            f"{', '.join(MLM_PRESETS)}, a config.json or --init DIR")
+    else:
+        ids = {"vocab_size": len(tokenizer), "bos_token_id": tokenizer.eos_token_id,
+               "eos_token_id": tokenizer.eos_token_id}
+        if model in PRESETS:
+            return GPT2Config(**PRESETS[model], **STABILITY, **NO_DROPOUT, **ids)
+        if model in MLM_PRESETS:
+            raise UserError(f"--model {model} is a masked-LM preset: add --objective mlm")
     path = Path(model)
     if path.is_file() and path.suffix == ".json":
         try:
             raw = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise UserError(f"{path}: not valid JSON ({exc.msg})")
+        if objective == "mlm":
+            return AutoConfig.for_model(raw.pop("model_type", "distilbert"), **{**raw, **ids})
         return GPT2Config(**{**raw, **ids})
     if path.is_dir() and (path / "config.json").exists():
         config = AutoConfig.from_pretrained(path)
         for k, v in ids.items():
             setattr(config, k, v)
         return config
-    raise UserError(f"unknown model {model!r}: use one of {', '.join(PRESETS)}, a config.json or a save_pretrained folder")
+    names = ", ".join(MLM_PRESETS if objective == "mlm" else PRESETS)
+    raise UserError(f"unknown model {model!r}: use one of {names}, a config.json or a save_pretrained folder")

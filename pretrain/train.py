@@ -30,7 +30,7 @@ KEYTOKENS = ("plt", "pd", "sk", "fit", "predict", " plt", " pd", " sk", " fit", 
 @dataclass
 class TrainConfig:
     model: str
-    tokenizer: str
+    tokenizer: str | None
     corpus: str
     repo: str
     run: str
@@ -54,6 +54,10 @@ class TrainConfig:
     num_workers: int = 0
     max_grad_norm: float = 1.0
     output_dir: str | None = None  # accelerator state, TensorBoard logs; default runs/<run>
+    objective: str = "clm"  # clm: next-token (GPT-2); mlm: masked tokens (DistilBERT-style encoders)
+    init: str | None = None  # a save_pretrained folder to start from (domain adaptation); its tokenizer by default
+    whole_word_masking: bool = False  # mlm: mask every token of a word together
+    mlm_probability: float = 0.15
 
 
 class ConstantLengthDataset(IterableDataset):
@@ -65,7 +69,7 @@ class ConstantLengthDataset(IterableDataset):
     """
 
     def __init__(self, tokenizer, files, seq_length, shuffle_buffer=256, seed=0, infinite=True,
-                 process_index=0, num_processes=1):
+                 process_index=0, num_processes=1, words=False):
         self.tokenizer = tokenizer
         self.files = files
         self.seq_length = seq_length
@@ -74,7 +78,10 @@ class ConstantLengthDataset(IterableDataset):
         self.infinite = infinite
         self.process_index = process_index
         self.num_processes = num_processes
-        self.eos = tokenizer.eos_token_id
+        from pretrain.mlm import separator_id
+
+        self.eos = separator_id(tokenizer)
+        self.words = words  # also yield word-start flags (whole-word masking)
 
     def _shard(self):
         info = get_worker_info()
@@ -103,11 +110,22 @@ class ConstantLengthDataset(IterableDataset):
     def _cut(self, texts, buffer):
         # The Rust tokenizer directly: batched, and no "longer than the model's maximum" warnings for documents
         # that are about to be cut into chunks anyway.
-        for enc in self.tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False):
-            buffer.extend(enc.ids)
-            buffer.append(self.eos)
+        from pretrain.mlm import word_starts
+
+        encs = self.tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+        for text, enc in zip(texts, encs):
+            if self.words:  # (token, starts a word) pairs
+                buffer.extend(zip(enc.ids, word_starts(enc, text)))
+                buffer.append((self.eos, True))
+            else:
+                buffer.extend(enc.ids)
+                buffer.append(self.eos)
             while len(buffer) >= self.seq_length:
-                yield torch.tensor(buffer[: self.seq_length], dtype=torch.long)
+                if self.words:
+                    ids, starts = zip(*buffer[: self.seq_length])
+                    yield torch.tensor(ids, dtype=torch.long), torch.tensor(starts, dtype=torch.bool)
+                else:
+                    yield torch.tensor(buffer[: self.seq_length], dtype=torch.long)
                 del buffer[: self.seq_length]
 
     def __iter__(self):
@@ -195,7 +213,21 @@ def peak_matmul_flops(dtype: torch.dtype, device: torch.device) -> float:
 
 def flops_per_token(config, n_params: int, seq_length: int) -> float:
     """Training FLOPs per token: 6N for the weights plus 12 * layers * width * context for attention (PaLM, app. B)."""
-    return 6 * n_params + 12 * config.n_layer * config.n_embd * seq_length
+    layers = next(getattr(config, a) for a in ("n_layer", "n_layers", "num_hidden_layers") if hasattr(config, a))
+    width = next(getattr(config, a) for a in ("n_embd", "dim", "hidden_size") if hasattr(config, a))
+    return 6 * n_params + 12 * layers * width * seq_length
+
+
+@torch.no_grad()
+def evaluate_mlm(model, accelerator, batches):
+    """Masked-LM loss and perplexity on the fixed-mask validation batches (pretrain.mlm), as the harness scores them."""
+    from pretrain.mlm import masked_lm_nll
+
+    nll, counts = masked_lm_nll(model, batches, accelerator.device)
+    total = accelerator.reduce(torch.tensor([sum(nll), float(sum(counts))], dtype=torch.float64,
+                                            device=accelerator.device), "sum")
+    loss = (total[0] / total[1].clamp(min=1)).item()
+    return loss, math.exp(min(loss, 700.0))
 
 
 @torch.no_grad()
@@ -232,10 +264,25 @@ def train(cfg: TrainConfig) -> dict:
 
     from checkpoint_hub import check_repo, open_hub
     from pretrain.models import make_config
+    from pretrain.mlm import Masker, ensure_mlm_tokens, fixed_mask_batches
 
     # ---- config -------------------------------------------------------------------------------
     if cfg.max_steps < 1 or cfg.save_every < 1:
         raise UserError("--max-steps and --save-every must be at least 1")
+    if cfg.objective not in ("clm", "mlm"):
+        raise UserError(f"--objective must be clm or mlm, got {cfg.objective!r}")
+    mlm = cfg.objective == "mlm"
+    if cfg.whole_word_masking and not mlm:
+        raise UserError("--whole-word-masking is a masked-LM option: add --objective mlm")
+    if mlm and cfg.keytoken_alpha > 0:
+        raise UserError("--keytoken-alpha weights a causal-LM loss: drop it with --objective mlm")
+    if not 0 < cfg.mlm_probability < 1:
+        raise UserError(f"--mlm-probability must be between 0 and 1, got {cfg.mlm_probability}")
+    if cfg.init is not None and not (Path(cfg.init) / "config.json").exists():
+        raise UserError(f"--init {cfg.init}: not a save_pretrained folder (no config.json): point it at a "
+                        "checkpoint folder, e.g. one `harness` materialised or `save_pretrained` wrote")
+    if cfg.tokenizer is None and cfg.init is None:
+        raise UserError("pretrain train needs --tokenizer DIR (or --init DIR, whose tokenizer is then used)")
     out_dir = Path(cfg.output_dir or Path("runs") / cfg.run)
     state_dir = out_dir / "state"
     if cfg.resume and not (state_dir / "trainer_state.json").exists():
@@ -255,16 +302,22 @@ def train(cfg: TrainConfig) -> dict:
     check_repo(cfg.repo)  # on every rank, so a bad --repo stops all of them, not only the one that pushes
 
     # ---- data ---------------------------------------------------------------------------------
+    tok_dir = cfg.tokenizer or cfg.init
     try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
+        tokenizer = AutoTokenizer.from_pretrained(tok_dir)
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load a tokenizer from {cfg.tokenizer} ({type(exc).__name__}): "
+        raise UserError(f"cannot load a tokenizer from {tok_dir} ({type(exc).__name__}): "
                         "train one with `pretrain tokenizer --corpus DIR --out DIR`")
+    added = ensure_mlm_tokens(tokenizer) if mlm else []
+    if added:
+        accelerator.print(f"the tokenizer has no {' or '.join(added)}: added {', '.join(added)} (saved with every "
+                          f"checkpoint) and resized the embeddings to {len(tokenizer)}")
     files = data_files(cfg.corpus)
-    config = make_config(cfg.model, tokenizer)
-    seq_length = cfg.seq_length or config.n_positions
-    if seq_length > config.n_positions:
-        raise UserError(f"--seq-length {seq_length} exceeds the model's context ({config.n_positions})")
+    config = make_config(cfg.init or cfg.model, tokenizer, cfg.objective)
+    n_positions = getattr(config, "n_positions", None) or config.max_position_embeddings
+    seq_length = cfg.seq_length or n_positions
+    if seq_length > n_positions:
+        raise UserError(f"--seq-length {seq_length} exceeds the model's context ({n_positions})")
     if not files["valid"]:
         raise UserError(f"{cfg.corpus} has no valid shards: rebuild it with `pretrain corpus`")
     probe = ConstantLengthDataset(tokenizer, files["train"], seq_length, shuffle_buffer=1, infinite=False)
@@ -273,16 +326,36 @@ def train(cfg: TrainConfig) -> dict:
                         "add sources or lower --seq-length")
     hub = open_hub(cfg.repo, create=True) if accelerator.is_main_process else None  # inputs are valid now
     shard = dict(process_index=accelerator.process_index, num_processes=accelerator.num_processes)
-    train_ds = ConstantLengthDataset(tokenizer, files["train"], seq_length, cfg.shuffle_buffer, cfg.seed, **shard)
+    train_ds = ConstantLengthDataset(tokenizer, files["train"], seq_length, cfg.shuffle_buffer, cfg.seed, **shard,
+                                     words=mlm and cfg.whole_word_masking)
     valid_ds = ConstantLengthDataset(tokenizer, files["valid"], seq_length, 1, cfg.seed, infinite=False, **shard)
     # A private generator: creating the iterator must not consume the global RNG, or a resumed run's dropout
-    # masks would differ from an uninterrupted run's.
-    train_dl = DataLoader(train_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+    # masks would differ from an uninterrupted run's. MLM masks come from the collator's own seeded generator, so
+    # they follow the data position and a resumed run masks exactly as an uninterrupted one.
+    collate = Masker(tokenizer, cfg.whole_word_masking, cfg.seed, cfg.mlm_probability) if mlm else None
+    train_dl = DataLoader(train_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=collate,
                           generator=torch.Generator().manual_seed(cfg.seed))
     valid_dl = DataLoader(valid_ds, batch_size=cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed))
+    valid_masked = (fixed_mask_batches(tokenizer, iter_contents(files["valid"]), seq_length, cfg.batch_size,
+                                       cfg.eval_batches) if mlm else None)
+    if mlm and not valid_masked:
+        raise UserError(f"the valid split of {cfg.corpus} is too small for one sequence of {seq_length} tokens: "
+                        "rebuild the corpus with a larger --valid-fraction or lower --seq-length")
 
     # ---- model --------------------------------------------------------------------------------
-    model = AutoModelForCausalLM.from_config(config)
+    from transformers import AutoModelForMaskedLM
+
+    auto = AutoModelForMaskedLM if mlm else AutoModelForCausalLM
+    if cfg.init is not None:
+        try:
+            model = auto.from_pretrained(cfg.init)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--init {cfg.init}: cannot load it as a {'masked' if mlm else 'causal'} LM "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+        if len(tokenizer) != model.get_input_embeddings().num_embeddings:
+            model.resize_token_embeddings(len(tokenizer))
+    else:
+        model = auto.from_config(config)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     n_params = model.num_parameters()
@@ -329,9 +402,16 @@ def train(cfg: TrainConfig) -> dict:
     while step < cfg.max_steps:
         running = 0.0
         for _ in range(cfg.grad_accum):
-            batch = next(batches).to(accelerator.device)  # (B, T)
+            batch = next(batches)
+            if mlm:  # masked inputs; labels -100 except at the masked positions
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            else:
+                batch = batch.to(accelerator.device)  # (B, T)
             with accelerator.accumulate(model):
-                out = model(input_ids=batch, labels=batch if not keytoken_ids else None)
+                if mlm:
+                    out = model(**batch)
+                else:
+                    out = model(input_ids=batch, labels=batch if not keytoken_ids else None)
                 if keytoken_ids:
                     loss = keytoken_weighted_loss(out.logits, batch, keytoken_ids, cfg.keytoken_alpha)
                 else:
@@ -361,7 +441,10 @@ def train(cfg: TrainConfig) -> dict:
         is_save = step % cfg.save_every == 0 or step == cfg.max_steps
         valid = None
         if step % eval_every == 0 or is_save:
-            valid_loss, ppl = evaluate_loss(model, accelerator, valid_dl, cfg.eval_batches)
+            if mlm:
+                valid_loss, ppl = evaluate_mlm(model, accelerator, valid_masked)
+            else:
+                valid_loss, ppl = evaluate_loss(model, accelerator, valid_dl, cfg.eval_batches)
             valid = {"valid_loss": valid_loss, "valid_perplexity": ppl}
             logs.update({"valid/loss": valid_loss, "valid/perplexity": ppl})
             accelerator.print(f"step {step}: train loss {train_loss:.4f}, valid loss {valid_loss:.4f}, "
@@ -371,12 +454,25 @@ def train(cfg: TrainConfig) -> dict:
         if is_save:
             state = TrainingState(step=step, run=cfg.run, tokens=tokens, train_loss=train_loss, **valid,
                                   n_params=n_params, seq_length=seq_length, mixed_precision=precision,
-                                  corpus=str(Path(cfg.corpus).resolve()), world_size=accelerator.num_processes)
+                                  corpus=str(Path(cfg.corpus).resolve()), world_size=accelerator.num_processes,
+                                  objective=cfg.objective, whole_word_masking=cfg.whole_word_masking if mlm else None,
+                                  init=str(Path(cfg.init).resolve()) if cfg.init else None,
+                                  decontaminated=corpus_decontaminated(cfg.corpus))
             save_checkpoint(accelerator, model, tokenizer, hub, cfg, state, state_dir)
     bar.close()
     accelerator.end_training()
     return {"steps": step, "tokens": tokens, "history": history, "n_params": n_params, "precision": precision,
             "is_main": accelerator.is_main_process}
+
+
+def corpus_decontaminated(corpus) -> list[str] | None:
+    """The suites the corpus was decontaminated against, from its stats.json (None: built before decontamination)."""
+    try:
+        stats = json.loads((Path(corpus) / "stats.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    d = stats.get("decontamination")
+    return list(d.get("suites", [])) if isinstance(d, dict) else None
 
 
 def save_checkpoint(accelerator, model, tokenizer, hub, cfg, state: TrainingState, state_dir):
