@@ -19,8 +19,11 @@ def cmd_corpus(args) -> int:
     keywords = tuple(k for k in (args.keywords or "").split(",") if k)
     if args.data_science:
         keywords = DATA_SCIENCE_KEYWORDS
+    from pretrain.decontaminate import resolve_suites
+
     cfg = FilterConfig(near_dedup=args.near_dedup, jaccard_threshold=args.jaccard, keywords=keywords,
-                       tokenizer=tokenizer, min_chars_per_token=args.min_chars_per_token)
+                       tokenizer=tokenizer, min_chars_per_token=args.min_chars_per_token,
+                       decontaminate=tuple(resolve_suites(args.decontaminate)))
     sources = args.source or default_sources()
     report = build_corpus(sources, args.out, cfg, valid_fraction=args.valid_fraction, max_files=args.max_files,
                           seed=args.seed)
@@ -74,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", help="a trained tokenizer for the characters-per-token floor")
     p.add_argument("--min-chars-per-token", type=float, default=1.5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--decontaminate", default="all", metavar="SUITES",
+                   help="drop files that share a long n-gram with these suites' canonical solutions or contain their "
+                        "docstrings: all (default: every registered suite), none, or a comma list")
     p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("tokenizer", help="train a byte-level BPE tokenizer on a corpus")

@@ -48,6 +48,7 @@ class FilterConfig:
     jaccard_threshold: float = 0.85
     keywords: tuple[str, ...] = ()
     tokenizer: object = None  # a trained tokenizer (fast) for the chars-per-token floor; else the pre-token proxy
+    decontaminate: tuple[str, ...] = ()  # suites whose solutions and docstrings no kept file may contain
 
 
 @dataclass
@@ -222,6 +223,11 @@ def build_corpus(sources: list[str], out: str | Path, cfg: FilterConfig, valid_f
     shutil.rmtree(tmp, ignore_errors=True)
     writers = {"train": ShardWriter(tmp / "train"), "valid": ShardWriter(tmp / "valid")}
     stats, seen_exact = Stats(), set()
+    decon, contaminated = None, []
+    if cfg.decontaminate:
+        from pretrain.decontaminate import Decontaminator
+
+        decon = Decontaminator(list(cfg.decontaminate))
     lsh = None
     if cfg.near_dedup:
         from datasketch import MinHashLSH
@@ -244,6 +250,12 @@ def build_corpus(sources: list[str], out: str | Path, cfg: FilterConfig, valid_f
                     reason = "exact_duplicate"
                 else:
                     seen_exact.add(key)
+            if reason is None and decon is not None:
+                hit = decon.check(content)
+                if hit is not None:
+                    reason = "contaminated"
+                    contaminated.append({"repo_name": str(row.get("repo_name", "")), "path": str(row.get("path", "")),
+                                         "suite": hit.suite, "task_id": hit.task_id, "why": hit.why})
             if reason is None and lsh is not None:
                 reason = _near_duplicate(lsh, content, stats.files_seen)
             if reason is not None:
@@ -272,8 +284,13 @@ def build_corpus(sources: list[str], out: str | Path, cfg: FilterConfig, valid_f
         shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(f"only {stats.kept} of {stats.files_seen} files survived the filters, too few for a train and "
                         "a valid split: add sources or loosen the filters")
+    from pretrain.decontaminate import MIN_DOC_TOKENS, NGRAM
+
     report = {"sources": sources, "valid_fraction": valid_fraction, **stats.as_dict(),
-              "filters": {k: v for k, v in cfg.__dict__.items() if k != "tokenizer"}}
+              "filters": {k: v for k, v in cfg.__dict__.items() if k != "tokenizer"},
+              # what the harness reads back (through training_state.json) to say whether a score could be memorised
+              "decontamination": {"suites": list(cfg.decontaminate), "solution_ngram_tokens": NGRAM,
+                                  "docstring_min_tokens": MIN_DOC_TOKENS, "removed": contaminated}}
     atomic.write_json(tmp / "stats.json", report)
     if out.exists():
         old = out.with_name(f".{out.name}.old")
@@ -317,10 +334,19 @@ def iter_contents(files: list[str]) -> Iterator[str]:
 
 
 def format_stats(report: dict) -> str:
-    from tabulate import tabulate
+    import pandas as pd
 
     rows = [["files seen", report["files_seen"]], ["kept", report["kept"]],
             ["  train", report["split"].get("train", 0)], ["  valid", report["split"].get("valid", 0)]]
     rows += [[f"removed: {k}", v] for k, v in report["removed"].items()]
     rows.append(["MB kept", f"{report['bytes_kept'] / 1e6:.1f}"])
-    return tabulate(rows, headers=["corpus", "files"], tablefmt="github")
+    text = pd.DataFrame(rows, columns=["corpus", "files"]).to_markdown(index=False, tablefmt="github",
+                                                                        disable_numparse=True)
+    decon = report.get("decontamination") or {}
+    if decon.get("suites"):
+        text += f"\ndecontaminated against {', '.join(decon['suites'])}: {len(decon['removed'])} file(s) removed"
+        for r in decon["removed"][:10]:
+            text += f"\n  {r['path'] or r['repo_name']}: {r['why']} of {r['task_id']} ({r['suite']})"
+    else:
+        text += "\nnot decontaminated (--decontaminate none): evaluations of models trained on it will say so"
+    return text

@@ -56,7 +56,10 @@ def small_corpus(tmp_path_factory):
     from pretrain.corpus import FilterConfig, build_corpus
 
     out = tmp_path_factory.mktemp("corpus") / "corpus"
-    build_corpus([STDLIB], out, FilterConfig(), valid_fraction=0.1, max_files=600)
+    # decontaminated against every suite, as `pretrain corpus` does by default
+    from tasks import registry
+
+    build_corpus([STDLIB], out, FilterConfig(decontaminate=tuple(registry.names())), valid_fraction=0.1, max_files=600)
     return out
 
 

@@ -43,6 +43,8 @@ def test_eval_ckpt_end_to_end_then_fully_cached(tiny_run, tmp_path, capsys):
     rows = [json.loads(l) for l in open(out / "results.jsonl")]
     assert len(rows) == 24 and {"task_id", "completion", "sample_index", "passed", "result"} <= set(rows[0])
     assert summary.generation_timing["generated_now"] == 24 and summary.timings["executed"] == 24
+    assert summary.objective == "clm" and summary.decontaminated is True  # the corpus was, against every suite
+    assert "not decontaminated" not in capsys.readouterr().err
     first = (out / "results.jsonl").read_text()
     # Again: nothing is generated or executed twice, and the results are the same.
     assert run(*argv) == 0
@@ -52,6 +54,7 @@ def test_eval_ckpt_end_to_end_then_fully_cached(tiny_run, tmp_path, capsys):
     with open(board) as f:
         board_rows = list(csv.DictReader(f))
     assert len(board_rows) == 1 and board_rows[0]["commit"] == summary.commit
+    assert board_rows[0]["decontaminated"] == "yes" and board_rows[0]["objective"] == "clm"
     for col in ("repo", "branch", "commit", "step", "tokens", "parameters", "perplexity", "pass@1", "pass@1_stderr",
                 "n", "temperature", "top_p", "suite_hash", "sandbox", "date"):
         assert col in board_rows[0]

@@ -87,7 +87,7 @@ def test_family_evaluates_end_to_end_and_greedy_matches_generate(family, family_
         assert got[task.task_id] == truncate_at_stop(text, suite.stop), (family, task.task_id)
 
 
-def test_model_folder_is_evaluated_and_named_by_content(family_hub, small_tokenizer, tmp_path, monkeypatch):
+def test_model_folder_is_evaluated_and_named_by_content(family_hub, small_tokenizer, tmp_path, monkeypatch, capsys):
     require_docker()
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     board = tmp_path / "b.csv"
@@ -99,6 +99,10 @@ def test_model_folder_is_evaluated_and_named_by_content(family_hub, small_tokeni
                    "--output-dir", tmp_path / f"o{i}", "--leaderboard", board) == 0
     rows = list(csv.DictReader(open(board)))
     assert len(rows) == 2 and {r["branch"] for r in rows} == {"my-model"}
+    # someone else's model records no training corpus: the eval warns in one line, and the board says "unknown"
+    warnings = [l for l in capsys.readouterr().err.splitlines() if "not decontaminated against humaneval" in l]
+    assert len(warnings) == 2 and "does not record a decontaminated corpus" in warnings[0]
+    assert {r["decontaminated"] for r in rows} == {""}
     assert len({r["commit"] for r in rows}) == 2 and all(len(r["commit"]) == 40 for r in rows)
 
 

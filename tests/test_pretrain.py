@@ -121,6 +121,9 @@ def test_tiny_run_commits_loadable_checkpoints_with_falling_valid_loss(tiny_run)
     losses = [s["valid_loss"] for s in reversed(states)]
     assert losses[0] > losses[1] > losses[2], losses
     assert states[0]["tokens"] == 24 * 8 * 128
+    from tasks import registry
+
+    assert states[0]["decontaminated"] == registry.names() and states[0]["objective"] == "clm"
 
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_run, tmp_path):
@@ -193,3 +196,47 @@ def test_corpus_too_small_for_one_sequence(tiny_run, tmp_path, capsys):
     assert pretrain_main(argv) == 2
     assert "too small for one sequence" in capsys.readouterr().err
     assert not (tmp_path / "hub").exists()
+
+
+def test_decontamination_removes_a_planted_solution_and_docstring(tmp_path, capsys):
+    from pretrain.corpus import FilterConfig, build_corpus
+    from pretrain.decontaminate import description
+    from tasks import load_suite
+
+    he = load_suite("humaneval").tasks[0]
+    mb = load_suite("mbpp").tasks[1]
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(12):
+        (src / f"clean{i}.py").write_text(GOOD.replace("def add", f"def add{i}"))
+    # the canonical solution under another name and re-indented: still found (tokens, not lines)
+    body = "\n".join("  " + line.strip() for line in he.canonical_solution.splitlines())
+    (src / "leaked_solution.py").write_text(GOOD + "\n\ndef near(numbers, threshold):\n" + body + "\n")
+    (src / "leaked_docstring.py").write_text(GOOD + f'\n\ndef g(x):\n    """{description(mb.prompt).strip()}"""\n'
+                                             "    return x\n")
+    out = tmp_path / "corpus"
+    assert pretrain_main(["corpus", "--source", str(src), "--out", str(out), "--valid-fraction", "0.3",
+                          "--decontaminate", "humaneval,mbpp"]) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    removed = {r["path"]: r for r in stats["decontamination"]["removed"]}
+    assert stats["decontamination"]["suites"] == ["humaneval", "mbpp"]
+    assert removed["leaked_solution.py"]["task_id"] == he.task_id
+    assert removed["leaked_solution.py"]["why"] == "solution n-gram"
+    assert removed["leaked_docstring.py"]["task_id"] == mb.task_id and removed["leaked_docstring.py"]["why"] == "docstring"
+    assert stats["removed"]["contaminated"] == 2 and stats["kept"] == 12
+    kept = []
+    for shard in out.glob("*/*.jsonl.gz"):
+        with gzip.open(shard, "rt") as f:
+            kept += [json.loads(line)["path"] for line in f]
+    assert sorted(kept) == sorted(f"clean{i}.py" for i in range(12))
+    assert "2 file(s) removed" in capsys.readouterr().out
+    # opting out keeps them, and says so
+    build_corpus([str(src)], tmp_path / "dirty", FilterConfig(), valid_fraction=0.3)
+    dirty = json.loads((tmp_path / "dirty" / "stats.json").read_text())
+    assert dirty["kept"] == 14 and dirty["decontamination"]["suites"] == []
+
+
+def test_decontaminate_unknown_suite_is_one_line(tmp_path, capsys):
+    assert pretrain_main(["corpus", "--source", str(tmp_path), "--out", str(tmp_path / "c"),
+                          "--decontaminate", "humaneval,nosuchsuite"]) == 2
+    assert "unknown suite(s) nosuchsuite" in capsys.readouterr().err
