@@ -7,7 +7,8 @@ PACKAGES = ("harness", "pretrain", "sandbox", "tasks", "checkpoint_hub", "common
 # what each package may import, besides itself (the layer diagram of DESIGN.md)
 ALLOWED = {
     "harness": {"pretrain", "sandbox", "tasks", "checkpoint_hub", "common"},
-    "pretrain": {"checkpoint_hub", "common"},
+    # pretrain reads the suites (decontamination against the harness's own registry): tasks never imports pretrain
+    "pretrain": {"tasks", "checkpoint_hub", "common"},
     "sandbox": {"common"},
     "tasks": {"common"},
     "checkpoint_hub": {"common"},
