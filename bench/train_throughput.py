@@ -2,8 +2,10 @@
 
 Both run in this one invocation, each in a fresh subprocess, on the tiny and the small config. Prints tokens/s,
 MFU (model FLOPs over this CPU's measured peak matmul rate in the dtype each uses) and the train loss after the
-same number of tokens. Last line: speedup_vs_trainer on the tiny config.
-    python bench/train_throughput.py [--steps-tiny 40] [--steps-small 4] [--skip-small]
+same number of tokens. On tiny, `--levers` also times our loop with each lever off (autocast instead of bf16
+weights with fp32 masters; full fp32 logits instead of the chunked loss). Last lines: speedup_vs_trainer (tiny)
+and speedup_vs_trainer_small.
+    python bench/train_throughput.py [--steps-tiny 40] [--steps-small 4] [--skip-small] [--levers]
 """
 import argparse
 import json
@@ -26,12 +28,12 @@ tok = AutoTokenizer.from_pretrained(spec["tokenizer"])
 config = make_config(spec["model"], tok)
 files = data_files(spec["corpus"])
 seq = spec["seq_length"]
-if spec["which"] == "ours":
+if spec["which"].startswith("ours"):
     from pretrain.train import TrainConfig, train
     cfg = TrainConfig(model=spec["model"], tokenizer=spec["tokenizer"], corpus=spec["corpus"], repo=spec["repo"],
                       run=spec["run"], max_steps=spec["steps"], save_every=10**9, batch_size=spec["batch"],
                       seq_length=seq, lr=spec["lr"], eval_every=10**9, eval_batches=1,
-                      output_dir=spec["out"])
+                      output_dir=spec["out"], **spec.get("options", {}))
     result = train(cfg)
     hist = result["history"]
     times, losses, n_params, dtype = [h["time"] for h in hist], [h["train_loss"] for h in hist], result["n_params"], torch.bfloat16 if result["precision"] == "bf16" else torch.float32
@@ -82,6 +84,7 @@ def main():
     ap.add_argument("--steps-small", type=int, default=4)
     ap.add_argument("--skip-small", action="store_true")
     ap.add_argument("--corpus-files", type=int, default=800)
+    ap.add_argument("--levers", action="store_true", help="tiny: also our loop with each lever turned off")
     args = ap.parse_args()
     sys.path.insert(0, ROOT)
     import sysconfig
@@ -100,19 +103,25 @@ def main():
         rows, speedups = [], {}
         for model, steps, batch, seq, warm in configs:
             results = {}
-            for which in ("trainer", "ours"):
-                spec = {"which": which, "model": model, "tokenizer": tok, "corpus": corpus, "steps": steps,
+            variants = {"trainer": {}, "ours": {}}
+            if args.levers and model == "tiny":
+                variants = {"trainer": {}, "ours-autocast": {"master_weights": False, "chunked_loss": False},
+                            "ours-nochunk": {"chunked_loss": False}, "ours": {}}
+            for which, options in variants.items():
+                spec = {"which": which, "options": options, "model": model, "tokenizer": tok, "corpus": corpus, "steps": steps,
                         "batch": batch, "seq_length": seq, "lr": 5e-4, "warm": warm,
                         "repo": os.path.join(tmp, f"hub-{model}"), "run": f"bench-{model}",
                         "out": os.path.join(tmp, f"out-{which}-{model}")}
                 results[which] = run(spec)
                 r = results[which]
-                rows.append(f"{model:6s} {which:8s} {r['dtype']:9s} {r['tok_s']:10,.0f} tok/s  MFU {100 * r['mfu']:5.1f}%  "
+                rows.append(f"{model:6s} {which:13s} {r['dtype']:9s} {r['tok_s']:10,.0f} tok/s  MFU {100 * r['mfu']:5.1f}%  "
                             f"loss after {r['tokens']:,} tokens: {r['loss']:.3f}")
                 print(rows[-1], flush=True)
             speedups[model] = results["ours"]["tok_s"] / results["trainer"]["tok_s"]
             print(f"{model}: ours / Trainer tokens/s = {speedups[model]:.2f}", flush=True)
     print(f"speedup_vs_trainer: {speedups['tiny']:.2f}")
+    if "small" in speedups:
+        print(f"speedup_vs_trainer_small: {speedups['small']:.2f}")
 
 
 if __name__ == "__main__":

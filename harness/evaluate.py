@@ -84,6 +84,10 @@ def masked_lm_perplexity(hub: Hub, ref: CheckpointRef, cfg: EvalConfig, state: T
     if path.exists():
         return json.loads(path.read_text())
     model, tokenizer = load_masked_lm(hub, ref)
+    if tokenizer.mask_token is None:
+        raise UserError(f"{ref.short} is a masked LM but its tokenizer has no mask token: masked-LM perplexity needs "
+                        "one (train with `pretrain train --objective mlm`, which adds [MASK], or save the tokenizer "
+                        "the model was trained with)")
     limit = getattr(model.config, "max_position_embeddings", None) or 512
     context = min(state.seq_length, limit) if state and state.seq_length else min(limit, 512)
     t0 = time.perf_counter()

@@ -117,11 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16", "fp16"])
     p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--no-master-weights", dest="master_weights", action="store_false",
+                   help="bf16: autocast over fp32 weights instead of bf16 weights with fp32 master copies")
     p.add_argument("--keytoken-alpha", type=float, default=0.0, help="> 0: the course's key-token weighted loss")
     p.add_argument("--eval-every", type=int)
     p.add_argument("--eval-batches", type=int, default=16)
     p.add_argument("--shuffle-buffer", type=int, default=256)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--num-workers", type=int, default=1,
+                   help="DataLoader workers that tokenize and cut the data (0: in the training process)")
     p.add_argument("--max-grad-norm", type=float, default=1.0)
     p.add_argument("--output-dir", help="accelerator state and TensorBoard logs (default runs/<run>)")
     p.set_defaults(func=cmd_train)

@@ -51,13 +51,15 @@ class TrainConfig:
     eval_every: int | None = None  # default: save_every
     eval_batches: int = 16
     shuffle_buffer: int = 256
-    num_workers: int = 0
+    num_workers: int = 1  # tokenization in a DataLoader worker, off the training process (measured: +20% on tiny)
     max_grad_norm: float = 1.0
     output_dir: str | None = None  # accelerator state, TensorBoard logs; default runs/<run>
     objective: str = "clm"  # clm: next-token (GPT-2); mlm: masked tokens (DistilBERT-style encoders)
     init: str | None = None  # a save_pretrained folder to start from (domain adaptation); its tokenizer by default
     whole_word_masking: bool = False  # mlm: mask every token of a word together
     mlm_probability: float = 0.15
+    master_weights: bool = True  # bf16: bf16 parameters + fp32 master weights; False: autocast over fp32 weights
+    chunked_loss: bool = True  # GPT-2 on one process: cross-entropy a block of rows at a time (no fp32 logits)
 
 
 class ConstantLengthDataset(IterableDataset):
@@ -163,6 +165,64 @@ def keytoken_weighted_loss(logits, input_ids, keytoken_ids, alpha):
     return (per_sample * weights).sum() / weights.sum()
 
 
+class MasterWeights:
+    """bf16 parameters with fp32 master weights, instead of autocast.
+
+    Autocast keeps fp32 weights and casts each one to bf16 at every use (and every gradient back); here the model
+    itself is bf16, so forward and backward run without casts, and the optimizer steps fp32 copies, rounded back
+    into the model after each step. Registered for checkpointing (the fp32 copies are what --resume restores), and
+    checkpoints are saved from them, in fp32, as before."""
+
+    def __init__(self, model):
+        self.names, self.params = zip(*[(n, p) for n, p in model.named_parameters() if p.requires_grad])
+        self.master = [p.detach().float().clone().requires_grad_(True) for p in self.params]
+        self._index = {id(p): i for i, p in enumerate(self.params)}
+
+    def groups(self, groups: list[dict]) -> list[dict]:
+        """Optimizer parameter groups over the model's parameters -> the same groups over the master copies."""
+        return [{**g, "params": [self.master[self._index[id(p)]] for p in g["params"]]} for g in groups]
+
+    def take_grads(self) -> None:
+        for p, m in zip(self.params, self.master):
+            m.grad = None if p.grad is None else p.grad.float()
+            p.grad = None
+
+    @torch.no_grad()
+    def copy_to_model(self) -> None:
+        torch._foreach_copy_(list(self.params), self.master)
+
+    def fp32_state_dict(self, model) -> dict:
+        """The model's state dict with the fp32 master values (what save_pretrained writes)."""
+        by_storage = {p.data_ptr(): m.detach() for p, m in zip(self.params, self.master)}
+        # tied weights (GPT-2's lm_head is wte) map to the one fp32 tensor, so they stay tied in the file
+        return {k: by_storage.get(v.data_ptr(), v.float() if v.is_floating_point() else v)
+                for k, v in model.state_dict().items()}
+
+    def state_dict(self) -> dict:
+        return {"master": [m.detach().clone() for m in self.master]}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            for m, saved in zip(self.master, state["master"]):
+                m.copy_(saved)
+        self.copy_to_model()
+
+
+def chunked_causal_lm_loss(model, input_ids, chunk_rows: int = 512):
+    """Next-token cross-entropy of a GPT-2, from the hidden states, a block of rows at a time: the logits are computed
+    in the model's dtype and only one block is upcast to fp32 for the log-softmax, instead of fp32 logits for the
+    whole batch. Same value as `model(input_ids, labels=input_ids).loss` (mean over the B x (T-1) targets)."""
+    hidden = model.transformer(input_ids=input_ids).last_hidden_state[:, :-1]
+    hidden = hidden.reshape(-1, hidden.size(-1))
+    targets = input_ids[:, 1:].reshape(-1)
+    weight = model.lm_head.weight
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for i in range(0, hidden.size(0), chunk_rows):
+        logits = hidden[i:i + chunk_rows] @ weight.t()
+        total = total + torch.nn.functional.cross_entropy(logits.float(), targets[i:i + chunk_rows], reduction="sum")
+    return total / targets.numel()
+
+
 def pick_mixed_precision(requested: str) -> str:
     if requested != "auto":
         return requested
@@ -193,18 +253,22 @@ def cpu_bf16_is_fast() -> bool:
 
 def peak_matmul_flops(dtype: torch.dtype, device: torch.device) -> float:
     """Measured peak of this device for square matmuls in `dtype`: the denominator of MFU (best of several runs,
-    after a warm-up, since the first bf16 products pay for AMX set-up)."""
+    after a warm-up, since the first bf16 products pay for AMX set-up). The product goes into one preallocated
+    output: a fresh 8 MB result per product would be page-faulted in each time and halve the rate measured."""
     n = 4096 if device.type == "cuda" else 2048
     g = torch.Generator(device=device).manual_seed(0)  # private: the global RNG drives dropout and must not move
     a = torch.randn(n, n, device=device, generator=g).to(dtype)
     b = torch.randn(n, n, device=device, generator=g).to(dtype)
-    a @ b
+    c = torch.empty(n, n, device=device, dtype=dtype)
+    warm_until = time.perf_counter() + 1.0  # until the kernels, caches and clocks have settled
+    while time.perf_counter() < warm_until:
+        torch.matmul(a, b, out=c)
     best = float("inf")
-    for _ in range(5):
+    for _ in range(10):
         if device.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        a @ b
+        torch.matmul(a, b, out=c)
         if device.type == "cuda":
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t)
@@ -296,7 +360,9 @@ def train(cfg: TrainConfig) -> dict:
     precision = saved_precision or pick_mixed_precision(cfg.mixed_precision)
     # cpu=True without a GPU: under `accelerate launch --multi_gpu --num_processes N` (or torchrun) on a
     # CPU-only machine, Accelerate then sets up MULTI_CPU with gloo instead of N independent runs.
-    accelerator = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum,
+    master_mode = precision == "bf16" and cfg.master_weights
+    accelerator = Accelerator(mixed_precision="no" if master_mode else precision,
+                              gradient_accumulation_steps=cfg.grad_accum,
                               log_with="tensorboard", project_dir=str(out_dir), cpu=not torch.cuda.is_available())
     set_seed(cfg.seed)
     check_repo(cfg.repo)  # on every rank, so a bad --repo stops all of them, not only the one that pushes
@@ -361,13 +427,26 @@ def train(cfg: TrainConfig) -> dict:
     n_params = model.num_parameters()
 
     # ---- optimizer and schedule ----------------------------------------------------------------
+    master = None
+    groups = param_groups(model, cfg.weight_decay)
+    if master_mode:
+        model.to(torch.bfloat16)
+        master = MasterWeights(model)
+        groups = master.groups(groups)
     # fused: one kernel for the whole update instead of a Python-level loop over parameter groups
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=True)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
     scheduler = get_scheduler(cfg.schedule, optimizer, num_warmup_steps=cfg.warmup_steps,
                               num_training_steps=cfg.max_steps)
     # The dataloaders stay ours: ConstantLengthDataset shards itself across processes and workers.
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     accelerator.register_for_checkpointing(scheduler)
+    if master is not None:
+        accelerator.register_for_checkpointing(master)
+    from transformers import GPT2LMHeadModel
+
+    # the chunked loss calls the model's parts directly, so only where no DDP wrapper needs its own forward
+    chunked_loss = (cfg.chunked_loss and not mlm and cfg.keytoken_alpha == 0 and accelerator.num_processes == 1
+                    and type(accelerator.unwrap_model(model)) is GPT2LMHeadModel)
 
     step, tokens = 0, 0
     if cfg.resume:
@@ -408,22 +487,32 @@ def train(cfg: TrainConfig) -> dict:
             else:
                 batch = batch.to(accelerator.device)  # (B, T)
             with accelerator.accumulate(model):
-                if mlm:
-                    out = model(**batch)
-                else:
-                    out = model(input_ids=batch, labels=batch if not keytoken_ids else None)
-                if keytoken_ids:
-                    loss = keytoken_weighted_loss(out.logits, batch, keytoken_ids, cfg.keytoken_alpha)
+                if mlm:  # the loss over the masked positions, in fp32 whatever the model's dtype
+                    logits = model(input_ids=batch["input_ids"]).logits
+                    loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(),
+                                                             ignore_index=-100)
+                elif chunked_loss:
+                    with accelerator.autocast():  # a no-op with master weights
+                        loss = chunked_causal_lm_loss(model, batch)
+                elif keytoken_ids:
+                    loss = keytoken_weighted_loss(model(input_ids=batch).logits, batch, keytoken_ids,
+                                                  cfg.keytoken_alpha)
                 else:
                     # Every chunk has exactly seq_length tokens, so the mean over micro-batches (what
                     # accelerator.backward's 1/grad_accum scaling gives) is the true token mean.
-                    loss = out.loss
+                    loss = model(input_ids=batch, labels=batch).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    if master is not None:
+                        master.take_grads()  # (already reduced across processes) -> fp32, on the master copies
+                        torch.nn.utils.clip_grad_norm_(master.master, cfg.max_grad_norm)
+                    else:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+                if master is not None and accelerator.sync_gradients:
+                    master.copy_to_model()
             running += loss.detach().float().item() / cfg.grad_accum
         step += 1
         tokens += tokens_per_step
@@ -458,7 +547,7 @@ def train(cfg: TrainConfig) -> dict:
                                   objective=cfg.objective, whole_word_masking=cfg.whole_word_masking if mlm else None,
                                   init=str(Path(cfg.init).resolve()) if cfg.init else None,
                                   decontaminated=corpus_decontaminated(cfg.corpus))
-            save_checkpoint(accelerator, model, tokenizer, hub, cfg, state, state_dir)
+            save_checkpoint(accelerator, model, tokenizer, hub, cfg, state, state_dir, master)
     bar.close()
     accelerator.end_training()
     return {"steps": step, "tokens": tokens, "history": history, "n_params": n_params, "precision": precision,
@@ -475,7 +564,7 @@ def corpus_decontaminated(corpus) -> list[str] | None:
     return list(d.get("suites", [])) if isinstance(d, dict) else None
 
 
-def save_checkpoint(accelerator, model, tokenizer, hub, cfg, state: TrainingState, state_dir):
+def save_checkpoint(accelerator, model, tokenizer, hub, cfg, state: TrainingState, state_dir, master=None):
     """A save_pretrained folder + training_state.json as one commit `step N` on branch `run`; then the
     accelerator state (model, optimizer, scheduler, RNG) for --resume, written beside it, then renamed in."""
     accelerator.wait_for_everyone()
@@ -483,7 +572,17 @@ def save_checkpoint(accelerator, model, tokenizer, hub, cfg, state: TrainingStat
     if accelerator.is_main_process:
         folder = state_dir.parent / f".checkpoint-{state.step}"
         shutil.rmtree(folder, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(folder, safe_serialization=True)
+        core = accelerator.unwrap_model(model)
+        if master is not None:  # fp32, from the master weights (the bf16 model is their rounding)
+            core.save_pretrained(folder, safe_serialization=True, state_dict=master.fp32_state_dict(core))
+            cfg_path = folder / "config.json"
+            saved = json.loads(cfg_path.read_text())
+            for key in ("torch_dtype", "dtype"):
+                if key in saved:
+                    saved[key] = "float32"
+            atomic.write_json(cfg_path, saved)
+        else:
+            core.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
         atomic.write_json(folder / TRAINING_STATE, state.to_json())
         commit = hub.push(cfg.run, folder, f"step {state.step}")

@@ -107,19 +107,29 @@ def test_model_folder_is_evaluated_and_named_by_content(family_hub, small_tokeni
 
 
 def test_a_model_the_harness_cannot_drive_is_one_line(small_tokenizer, tmp_path, capsys):
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertForSequenceClassification
 
     tok = AutoTokenizer.from_pretrained(small_tokenizer)
-    folder = tmp_path / "encoder"
-    BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=64)).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    capsys.readouterr()
-    assert run("eval", "--model", folder, "--limit", 1, "--n", 1, "--no-ppl", "--sandbox", "process",
-               "--output-dir", tmp_path / "o", "--no-leaderboard") == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    errors = [line for line in err if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0] == err[-1] and "Traceback" not in "\n".join(err)
-    assert "'bert'" in errors[0] and "BertForMaskedLM" in errors[0] and "causal" in errors[0]
+    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64)
+
+    def one_error_line(model_cls, *extra):
+        folder = tmp_path / model_cls.__name__
+        model_cls(config).save_pretrained(folder)
+        tok.save_pretrained(folder)
+        capsys.readouterr()
+        assert run("eval", "--model", folder, "--limit", 1, "--n", 1, "--sandbox", "process",
+                   "--output-dir", tmp_path / "o", "--no-leaderboard", *extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        errors = [line for line in err if line.startswith("error:")]
+        assert len(errors) == 1 and errors[0] == err[-1] and "Traceback" not in "\n".join(err)
+        return errors[0]
+
+    # neither a causal LM nor a masked LM: named by its type
+    msg = one_error_line(BertForSequenceClassification, "--no-ppl")
+    assert "'bert'" in msg and "BertForSequenceClassification" in msg and "causal" in msg
+    # a masked LM is scored by masked-LM perplexity, which needs a mask token its tokenizer lacks here
+    msg = one_error_line(BertForMaskedLM, "--ppl-data", small_tokenizer / ".." / "..")
+    assert "masked" in msg and "no mask token" in msg
     assert run("eval", "--model", tmp_path / "nowhere", "--no-ppl") == 2
     assert "no such folder" in capsys.readouterr().err

@@ -240,3 +240,24 @@ def test_decontaminate_unknown_suite_is_one_line(tmp_path, capsys):
     assert pretrain_main(["corpus", "--source", str(tmp_path), "--out", str(tmp_path / "c"),
                           "--decontaminate", "humaneval,nosuchsuite"]) == 2
     assert "unknown suite(s) nosuchsuite" in capsys.readouterr().err
+
+
+def test_chunked_loss_equals_the_models_loss_and_master_weights_save_fp32():
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from pretrain.train import MasterWeights, chunked_causal_lm_loss
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=2, vocab_size=500, n_positions=64)).eval()
+    ids = torch.randint(0, 500, (3, 40))
+    assert float(chunked_causal_lm_loss(model, ids, chunk_rows=17)) == pytest.approx(
+        float(model(input_ids=ids, labels=ids).loss), abs=1e-6)
+    model.to(torch.bfloat16)
+    master = MasterWeights(model)
+    with torch.no_grad():
+        master.master[0].add_(1e-3)  # a change below bf16's resolution stays in the fp32 copy
+    sd = master.fp32_state_dict(model)
+    assert {v.dtype for v in sd.values() if v.is_floating_point()} == {torch.float32}
+    assert sd["lm_head.weight"] is sd["transformer.wte.weight"]  # still tied
+    assert torch.equal(sd[master.names[0]], master.master[0].detach())
