@@ -129,7 +129,9 @@ def test_a_model_the_harness_cannot_drive_is_one_line(small_tokenizer, tmp_path,
     msg = one_error_line(BertForSequenceClassification, "--no-ppl")
     assert "'bert'" in msg and "BertForSequenceClassification" in msg and "causal" in msg
     # a masked LM is scored by masked-LM perplexity, which needs a mask token its tokenizer lacks here
-    msg = one_error_line(BertForMaskedLM, "--ppl-data", small_tokenizer / ".." / "..")
+    text = tmp_path / "code.txt"
+    text.write_text(open(__file__).read() * 4)
+    msg = one_error_line(BertForMaskedLM, "--ppl-data", text)
     assert "masked" in msg and "no mask token" in msg
     assert run("eval", "--model", tmp_path / "nowhere", "--no-ppl") == 2
     assert "no such folder" in capsys.readouterr().err
