@@ -237,42 +237,37 @@ def cpu_bf16_is_fast() -> bool:
     machine does not flip the answer) rather than read from CPU flags, which virtual machines often hide."""
     if not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return False
-    g = torch.Generator().manual_seed(0)
-    best = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        a = torch.randn(768, 768, generator=g).to(dtype)
-        a @ a
-        times = []
-        for _ in range(7):
-            t = time.perf_counter()
-            a @ a
-            times.append(time.perf_counter() - t)
-        best[dtype] = min(times)
-    return best[torch.float32] > 1.3 * best[torch.bfloat16]
+    fp32, bf16 = (best_matmul_seconds(768, dtype, torch.device("cpu"), warm_s=0.2)
+                  for dtype in (torch.float32, torch.bfloat16))
+    return fp32 > 1.3 * bf16
 
 
-def peak_matmul_flops(dtype: torch.dtype, device: torch.device) -> float:
-    """Measured peak of this device for square matmuls in `dtype`: the denominator of MFU (best of several runs,
-    after a warm-up, since the first bf16 products pay for AMX set-up). The product goes into one preallocated
-    output: a fresh 8 MB result per product would be page-faulted in each time and halve the rate measured."""
-    n = 4096 if device.type == "cuda" else 2048
+def best_matmul_seconds(n: int, dtype: torch.dtype, device: torch.device, warm_s: float = 1.0, runs: int = 10) -> float:
+    """The fastest of `runs` n x n matmuls, after `warm_s` seconds of warm-up (kernels, caches, clocks; the first bf16
+    products pay for AMX set-up). The product goes into one preallocated output: a fresh result per product would be
+    page-faulted in each time and measure the allocator, not the matmul."""
     g = torch.Generator(device=device).manual_seed(0)  # private: the global RNG drives dropout and must not move
     a = torch.randn(n, n, device=device, generator=g).to(dtype)
     b = torch.randn(n, n, device=device, generator=g).to(dtype)
     c = torch.empty(n, n, device=device, dtype=dtype)
-    warm_until = time.perf_counter() + 1.0  # until the kernels, caches and clocks have settled
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    warm_until = time.perf_counter() + warm_s
     while time.perf_counter() < warm_until:
         torch.matmul(a, b, out=c)
     best = float("inf")
-    for _ in range(10):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+    for _ in range(runs):
+        sync()
         t = time.perf_counter()
         torch.matmul(a, b, out=c)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync()
         best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
+    return best
+
+
+def peak_matmul_flops(dtype: torch.dtype, device: torch.device) -> float:
+    """Measured peak of this device for square matmuls in `dtype`: the denominator of MFU."""
+    n = 4096 if device.type == "cuda" else 2048
+    return 2 * n**3 / best_matmul_seconds(n, dtype, device)
 
 
 def flops_per_token(config, n_params: int, seq_length: int) -> float:

@@ -89,3 +89,35 @@ def tiny_run(small_corpus, small_tokenizer, tmp_path_factory):
                         "--output-dir", str(root / "state")])
     assert rc == 0
     return {"repo": repo, "run": "tiny-run", "corpus": small_corpus, "tokenizer": small_tokenizer, "root": root}
+
+
+def kill_then_resume(train_args: list[str], tmp_path, run: str, kill_at_step: int, uninterrupted) -> None:
+    """Starts `pretrain train` (train_args, with --repo tmp_path/hub --run RUN --output-dir tmp_path/state), kills it
+    with SIGKILL once a checkpoint at or after `kill_at_step` is saved, resumes it, and checks that the final
+    training_state matches `uninterrupted` (a hub and a branch trained without a kill) step for step."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from checkpoint_hub import open_hub
+
+    args = [sys.executable, "-m", "pretrain.cli", "train", *train_args, "--repo", str(tmp_path / "hub"),
+            "--run", run, "--output-dir", str(tmp_path / "state")]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = tmp_path / "state" / "state" / "trainer_state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (marker.exists() and json.loads(marker.read_text())["step"] >= kill_at_step):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    hub, branch = uninterrupted
+    b = json.loads(hub.read_file(hub.resolve(branch), "training_state.json"))
+    assert json.loads(marker.read_text())["step"] < b["step"], "the run finished before it was killed"
+    assert subprocess.run(args + ["--resume"], capture_output=True).returncode == 0
+    resumed = open_hub(str(tmp_path / "hub"))
+    a = json.loads(resumed.read_file(resumed.resolve(run), "training_state.json"))
+    assert a["step"] == b["step"] and a["tokens"] == b["tokens"]
+    assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+    assert a["valid_loss"] == pytest.approx(b["valid_loss"], abs=1e-6)

@@ -2,16 +2,12 @@
 `json` packages, then adapted with --init to `asyncio`; its perplexity on asyncio's validation split falls, and both
 numbers come from `harness eval --ckpt`. Also: exact resume, whole-word masking, the gate, and one-line refusals."""
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
 from checkpoint_hub import open_hub
-from conftest import STDLIB
+from conftest import STDLIB, kill_then_resume
 from harness.cli import main as harness_main
 from pretrain.cli import main as pretrain_main
 
@@ -66,24 +62,8 @@ def test_adaptation_lowers_in_domain_perplexity(domains, base_run, tmp_path):
 
 
 def test_mlm_resume_after_a_kill_matches_an_uninterrupted_run(domains, base_run, tmp_path):
-    args = [sys.executable, "-m", "pretrain.cli", "train", *MLM_ARGS, "--tokenizer", str(domains / "tok"),
-            "--corpus", str(domains / "base"), "--repo", str(tmp_path / "hub"), "--run", "killed",
-            "--max-steps", "60", "--save-every", "30", "--output-dir", str(tmp_path / "state")]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = tmp_path / "state" / "state" / "trainer_state.json"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (marker.exists() and json.loads(marker.read_text())["step"] >= 30):
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert json.loads(marker.read_text())["step"] < 60
-    assert subprocess.run(args + ["--resume"], capture_output=True).returncode == 0
-    resumed = open_hub(str(tmp_path / "hub"))
-    a = json.loads(resumed.read_file(resumed.resolve("killed"), "training_state.json"))
-    b = json.loads(base_run.read_file(base_run.resolve("base"), "training_state.json"))
-    assert a["step"] == b["step"] == 60 and a["tokens"] == b["tokens"]
-    assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
-    assert a["valid_loss"] == pytest.approx(b["valid_loss"], abs=1e-6)
+    kill_then_resume([*MLM_ARGS, "--tokenizer", str(domains / "tok"), "--corpus", str(domains / "base"),
+                      "--max-steps", "60", "--save-every", "30"], tmp_path, "killed", 30, (base_run, "base"))
 
 
 def test_whole_word_masking_masks_identifiers_whole(domains):

@@ -2,14 +2,12 @@
 import gzip
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import TINY_ARGS
+from conftest import TINY_ARGS, kill_then_resume
 from pretrain.cli import main as pretrain_main
 from checkpoint_hub import open_hub
 
@@ -127,26 +125,9 @@ def test_tiny_run_commits_loadable_checkpoints_with_falling_valid_loss(tiny_run)
 
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tiny_run, tmp_path):
-    args = [sys.executable, "-m", "pretrain.cli", "train", *TINY_ARGS, "--tokenizer", str(tiny_run["tokenizer"]),
-            "--corpus", str(tiny_run["corpus"]), "--repo", str(tmp_path / "hub"), "--run", "killed",
-            "--max-steps", "24", "--save-every", "8", "--output-dir", str(tmp_path / "state")]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = tmp_path / "state" / "state" / "trainer_state.json"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (marker.exists() and json.loads(marker.read_text())["step"] >= 8):
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    step_at_kill = json.loads(marker.read_text())["step"]
-    assert step_at_kill < 24
-    assert subprocess.run(args + ["--resume"], capture_output=True).returncode == 0
-    resumed = open_hub(str(tmp_path / "hub"))
-    straight = open_hub(str(tiny_run["repo"]))
-    a = json.loads(resumed.read_file(resumed.resolve("killed"), "training_state.json"))
-    b = json.loads(straight.read_file(straight.resolve("tiny-run"), "training_state.json"))
-    assert a["step"] == b["step"] == 24 and a["tokens"] == b["tokens"]
-    assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
-    assert a["valid_loss"] == pytest.approx(b["valid_loss"], abs=1e-6)
+    kill_then_resume([*TINY_ARGS, "--tokenizer", str(tiny_run["tokenizer"]), "--corpus", str(tiny_run["corpus"]),
+                      "--max-steps", "24", "--save-every", "8"], tmp_path, "killed", 8,
+                     (open_hub(str(tiny_run["repo"])), "tiny-run"))
 
 
 def test_two_process_launch(tiny_run, tmp_path):
