@@ -84,9 +84,8 @@ MASKED = "mlm"
 def checkpoint_objective(hub: Hub, ref: CheckpointRef, state: TrainingState | None) -> str:
     """'mlm' for a masked-LM checkpoint (its training state says so, or its config names a *ForMaskedLM class),
     else 'clm'."""
-    if state is not None and state.objective:
-        if state.objective == MASKED:
-            return MASKED
+    if state is not None and state.objective == MASKED:
+        return MASKED
     raw = hub.read_file(ref.commit, "config.json")
     if raw is not None:
         import json

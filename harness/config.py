@@ -120,7 +120,11 @@ class EvalConfig:
 
     def checkpoint_dir(self, ref, suite, many: bool) -> Path:
         """One directory per evaluation; --output-dir is used as is for a single checkpoint, as a root for many."""
+        return self.evaluation_dir(ref, f"{suite.hash[:8]}-{self.gen.key()[:8]}", many)
+
+    def evaluation_dir(self, ref, what: str, many: bool) -> Path:
+        """eval/<branch>/<commit>-<what> (or --output-dir itself for a single evaluation)."""
         if self.output_dir and not many:
             return self.output_dir
         root = self.output_dir or Path("eval")
-        return root / ref.branch.replace("/", "_") / f"{ref.commit[:12]}-{suite.hash[:8]}-{self.gen.key()[:8]}"
+        return root / ref.branch.replace("/", "_") / f"{ref.commit[:12]}-{what}"

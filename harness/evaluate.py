@@ -112,9 +112,7 @@ def evaluate_masked_lm(hub: Hub, ref: CheckpointRef, cfg: EvalConfig, state: Tra
     if not cfg.ppl:
         raise UserError(f"{ref.short} is a masked-LM checkpoint: perplexity is all it is scored on; drop --no-ppl")
     ppl = masked_lm_perplexity(hub, ref, cfg, state)
-    root = cfg.output_dir if cfg.output_dir and not many else (cfg.output_dir or Path("eval")) / ref.branch.replace(
-        "/", "_")
-    out_dir = Path(root) if cfg.output_dir and not many else Path(root) / f"{ref.commit[:12]}-mlm"
+    out_dir = cfg.evaluation_dir(ref, MASKED, many)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out_dir / PERPLEXITY, ppl)
     from harness import __version__

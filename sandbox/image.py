@@ -27,20 +27,11 @@ def _engine(engine=None):
     return engine if engine is not None else Engine()
 
 
-def ensure_engine(engine=None):
-    """The engine, or one clear line when no Docker engine answers."""
-    return _engine(engine)
-
-
 def image_tag() -> str:
     h = hashlib.sha256()
     for name in IMAGE_SOURCES:
         h.update(name.encode() + b"\0" + (HERE / name).read_bytes() + b"\0")
     return f"{IMAGE_REPO}:{h.hexdigest()[:12]}"
-
-
-def image_exists(tag: str, engine=None) -> bool:
-    return _engine(engine).has_image(tag)
 
 
 def _log(msg: str) -> None:
