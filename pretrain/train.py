@@ -60,6 +60,8 @@ class TrainConfig:
     mlm_probability: float = 0.15
     master_weights: bool = True  # bf16: bf16 parameters + fp32 master weights; False: autocast over fp32 weights
     chunked_loss: bool = True  # GPT-2 on one process: cross-entropy a block of rows at a time (no fp32 logits)
+    short_attention: bool = True  # causal LM, bf16 on a CPU, context <= 256: pretrain.attention instead of SDPA
+    reuse_memory: bool = True  # on a CPU with glibc: keep freed tensor memory for reuse (see keep_freed_memory)
 
 
 class ConstantLengthDataset(IterableDataset):
@@ -208,19 +210,77 @@ class MasterWeights:
         self.copy_to_model()
 
 
+class LinearCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of `hidden @ weight.T` against `targets`, a block of rows at a time, and its gradient in the
+    same pass. Per block: the logits in the compute dtype (bf16 in training), their softmax in fp32 (the loss is minus
+    the log of the target's probability), and the gradient with respect to the logits (softmax minus one-hot) kept in
+    the compute dtype, so backward is only the two matmuls per block. Neither fp32 logits for the whole batch nor the
+    fp32 log-softmax that `cross_entropy(logits.float())` keeps for backward ever exist."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk_rows):
+        dtype = (torch.get_autocast_dtype(hidden.device.type) if torch.is_autocast_enabled(hidden.device.type)
+                 else hidden.dtype)
+        h, w = hidden.to(dtype), weight.to(dtype)
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grads = []
+        for i in range(0, h.size(0), chunk_rows):
+            target = targets[i:i + chunk_rows, None]
+            z = h[i:i + chunk_rows] @ w.t()
+            p = torch.softmax(z, dim=1, dtype=torch.float32)  # one fused pass, faster here than logsumexp or exp
+            nll = -torch.log(p.gather(1, target))
+            if not torch.isfinite(nll).all():  # a target probability below fp32's range: the exact, slower way
+                nll = -torch.log_softmax(z.float(), dim=1).gather(1, target)
+            total += nll.sum()
+            p.scatter_add_(1, target, torch.full_like(nll, -1.0))  # softmax minus one-hot
+            grads.append(p.to(dtype))
+        ctx.chunk_rows, ctx.dtypes = chunk_rows, (hidden.dtype, weight.dtype)
+        ctx.save_for_backward(h, w, *grads)
+        return total / h.size(0)
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        h, w, *grads = ctx.saved_tensors
+        scale = grad_loss.float() / h.size(0)
+        grad_h = torch.empty_like(h)
+        grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device)
+        for j, g in enumerate(grads):
+            rows = slice(j * ctx.chunk_rows, (j + 1) * ctx.chunk_rows)
+            torch.mm(g, w, out=grad_h[rows])
+            grad_w += g.t() @ h[rows]
+        hidden_dtype, weight_dtype = ctx.dtypes
+        return (grad_h * scale.to(h.dtype)).to(hidden_dtype), (grad_w * scale).to(weight_dtype), None, None
+
+
 def chunked_causal_lm_loss(model, input_ids, chunk_rows: int = 512):
-    """Next-token cross-entropy of a GPT-2, from the hidden states, a block of rows at a time: the logits are computed
-    in the model's dtype and only one block is upcast to fp32 for the log-softmax, instead of fp32 logits for the
-    whole batch. Same value as `model(input_ids, labels=input_ids).loss` (mean over the B x (T-1) targets)."""
+    """Next-token cross-entropy of a GPT-2 from its hidden states (LinearCrossEntropy): the same value and gradients
+    as `model(input_ids, labels=input_ids).loss` (mean over the B x (T-1) targets), without fp32 logits."""
     hidden = model.transformer(input_ids=input_ids).last_hidden_state[:, :-1]
     hidden = hidden.reshape(-1, hidden.size(-1))
     targets = input_ids[:, 1:].reshape(-1)
-    weight = model.lm_head.weight
-    total = hidden.new_zeros((), dtype=torch.float32)
-    for i in range(0, hidden.size(0), chunk_rows):
-        logits = hidden[i:i + chunk_rows] @ weight.t()
-        total = total + torch.nn.functional.cross_entropy(logits.float(), targets[i:i + chunk_rows], reduction="sum")
-    return total / targets.numel()
+    return LinearCrossEntropy.apply(hidden, model.lm_head.weight, targets, chunk_rows)
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc reuse the memory of freed tensors up to 32 MiB instead of returning it to the system.
+
+    By default glibc serves each large block (above a threshold that starts at 128 KiB) with a fresh mmap and unmaps it
+    on free, so every activation, logits block and gradient of every step is page-faulted in and zeroed by the kernel
+    again: on the tiny preset that made a 16 MiB softmax take 8 ms instead of 3. Raising the mmap threshold to its
+    maximum (32 MiB on 64-bit) and the trim threshold out of reach keeps those blocks in the heap, where the next step
+    reuses them; the cost is that the process keeps its peak heap. This is the problem jemalloc and tcmalloc solve for
+    PyTorch on CPUs (Intel's tuning guide preloads them); mallopt does it in-process, with nothing to install. Measured
+    on the tiny preset: about 8% off a step. True if applied (Linux with glibc)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from malloc.h
+    return bool(mallopt(m_mmap_threshold, 32 * 1024 * 1024)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def pick_mixed_precision(requested: str) -> str:
@@ -356,6 +416,8 @@ def train(cfg: TrainConfig) -> dict:
     # cpu=True without a GPU: under `accelerate launch --multi_gpu --num_processes N` (or torchrun) on a
     # CPU-only machine, Accelerate then sets up MULTI_CPU with gloo instead of N independent runs.
     master_mode = precision == "bf16" and cfg.master_weights
+    if cfg.reuse_memory and not torch.cuda.is_available():
+        keep_freed_memory()
     accelerator = Accelerator(mixed_precision="no" if master_mode else precision,
                               gradient_accumulation_steps=cfg.grad_accum,
                               log_with="tensorboard", project_dir=str(out_dir), cpu=not torch.cuda.is_available())
@@ -419,6 +481,11 @@ def train(cfg: TrainConfig) -> dict:
         model = auto.from_config(config)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    from pretrain.attention import MAX_LENGTH, use_short_attention
+
+    if (cfg.short_attention and not mlm and precision == "bf16" and accelerator.device.type == "cpu"
+            and seq_length <= MAX_LENGTH):
+        use_short_attention(model)
     n_params = model.num_parameters()
 
     # ---- optimizer and schedule ----------------------------------------------------------------

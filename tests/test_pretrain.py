@@ -223,6 +223,39 @@ def test_decontaminate_unknown_suite_is_one_line(tmp_path, capsys):
     assert "unknown suite(s) nosuchsuite" in capsys.readouterr().err
 
 
+def test_short_attention_matches_sdpa_and_leaves_masks_and_configs_alone(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+    from pretrain.attention import NAME, use_short_attention
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_embd=64, n_layer=2, n_head=2, vocab_size=500, n_positions=64,
+                        scale_attn_by_inverse_layer_idx=True)
+    model = GPT2LMHeadModel(config).to(torch.bfloat16).eval()
+    ids = torch.randint(0, 500, (3, 40))
+    padded = torch.ones_like(ids)
+    padded[0, :5] = 0
+    sdpa, sdpa_padded = model(input_ids=ids).logits, model(input_ids=ids, attention_mask=padded).logits
+    assert use_short_attention(model) and model.config._attn_implementation == NAME
+    short = model(input_ids=ids).logits
+    assert not torch.equal(short, sdpa)  # it really ran, and agrees to bf16 precision
+    assert (short.float() - sdpa.float()).abs().max() < 0.02 * sdpa.float().abs().max()
+    assert torch.equal(model(input_ids=ids, attention_mask=padded).logits, sdpa_padded)  # masks go to SDPA
+    model.save_pretrained(tmp_path)
+    assert AutoModelForCausalLM.from_pretrained(tmp_path).config._attn_implementation == "sdpa"
+
+
+def test_keep_freed_memory_applies_on_linux():
+    import sys
+
+    from pretrain.train import keep_freed_memory
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("mallopt is glibc's; this platform's allocator is left alone")
+    assert keep_freed_memory() is True
+
+
 def test_chunked_loss_equals_the_models_loss_and_master_weights_save_fp32():
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -232,8 +265,20 @@ def test_chunked_loss_equals_the_models_loss_and_master_weights_save_fp32():
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=2, vocab_size=500, n_positions=64)).eval()
     ids = torch.randint(0, 500, (3, 40))
+    ours = chunked_causal_lm_loss(model, ids, chunk_rows=17)
+    ours.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    reference = model(input_ids=ids, labels=ids).loss
+    reference.backward()
+    assert ours.item() == pytest.approx(reference.item(), abs=1e-6)
+    for name, p in model.named_parameters():  # the fused backward: same gradients, tied lm_head/wte included
+        assert torch.allclose(grads[name], p.grad, rtol=1e-4, atol=1e-6), name
+    with torch.no_grad():  # logits so large that a target's probability underflows fp32: the exact fallback
+        model.lm_head.weight.mul_(3000)
     assert float(chunked_causal_lm_loss(model, ids, chunk_rows=17)) == pytest.approx(
-        float(model(input_ids=ids, labels=ids).loss), abs=1e-6)
+        float(model(input_ids=ids, labels=ids).loss), rel=1e-5)
+    model.zero_grad()
     model.to(torch.bfloat16)
     master = MasterWeights(model)
     with torch.no_grad():
