@@ -9,7 +9,7 @@ logits instead of the fused chunked loss; SDPA instead of the short-context atte
 thresholds instead of keeping freed tensor memory for reuse; GPT-2's tanh-GELU instead of
 the exact GELU (the model config changes, so that one row is "ours" on the old config). Last lines:
 speedup_vs_trainer (tiny) and speedup_vs_trainer_small.
-    python bench/train_throughput.py [--steps-tiny 40] [--steps-small 4] [--repeats 2] [--skip-small] [--levers]
+    python bench/train_throughput.py [--steps-tiny 40] [--steps-small 6] [--repeats 2] [--skip-small] [--levers]
 """
 import argparse
 import json
@@ -96,7 +96,7 @@ def write_config(preset, tokenizer_dir, path, **overrides):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps-tiny", type=int, default=40)
-    ap.add_argument("--steps-small", type=int, default=4)
+    ap.add_argument("--steps-small", type=int, default=6)
     ap.add_argument("--skip-small", action="store_true")
     ap.add_argument("--repeats", type=int, default=2, help="tiny: interleaved runs per side (the fastest counts)")
     ap.add_argument("--repeats-small", type=int, default=1)

@@ -436,7 +436,13 @@ def train(cfg: TrainConfig) -> dict:
         accelerator.print(f"the tokenizer has no {' or '.join(added)}: added {', '.join(added)} (saved with every "
                           f"checkpoint) and resized the embeddings to {len(tokenizer)}")
     files = data_files(cfg.corpus)
-    config = make_config(cfg.init or cfg.model, tokenizer, cfg.objective)
+    if cfg.resume and (state_dir / "config.json").exists():
+        # the config the run started with, even if the preset has changed since (a new default activation, say)
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(state_dir)
+    else:
+        config = make_config(cfg.init or cfg.model, tokenizer, cfg.objective)
     n_positions = getattr(config, "n_positions", None) or config.max_position_embeddings
     seq_length = cfg.seq_length or n_positions
     if seq_length > n_positions:
@@ -653,6 +659,8 @@ def save_checkpoint(accelerator, model, tokenizer, hub, cfg, state: TrainingStat
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        config = accelerator.unwrap_model(model).config.to_dict()  # what --resume rebuilds the model from
+        atomic.write_json(tmp / "config.json", {**config, **{k: "float32" for k in ("torch_dtype", "dtype") if k in config}})
         atomic.write_json(tmp / "trainer_state.json", {**state.to_json(), "commit": commit})
         shutil.rmtree(state_dir, ignore_errors=True)
         tmp.rename(state_dir)
