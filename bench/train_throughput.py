@@ -1,14 +1,14 @@
 """Training throughput: our Accelerate loop vs transformers' Trainer (its default fp32), same model, data and batch.
 
-Both run in this one invocation, each in a fresh subprocess, on the tiny and the small config, interleaved
-(Trainer, ours, Trainer, ours, ...) `--repeats` times; each side's fastest run counts (noise on a shared machine only
-ever slows a run down), and every run is printed. Prints tokens/s, MFU (model FLOPs over this CPU's measured peak
-matmul rate in the dtype each uses) and the train loss after the same number of tokens. On tiny, `--levers` also
-times our loop with each lever off in turn: autocast instead of bf16 weights with fp32 master copies; full fp32
-logits instead of the fused chunked loss; SDPA instead of the short-context attention; glibc's default malloc
-thresholds instead of keeping freed tensor memory for reuse; GPT-2's tanh-GELU instead of
-the exact GELU (the model config changes, so that one row is "ours" on the old config). Last lines:
-speedup_vs_trainer (tiny) and speedup_vs_trainer_small.
+Both run in this one invocation, each in a fresh subprocess, on the tiny and the small config, interleaved (Trainer,
+ours, Trainer, ours, ...) `--repeats` times; each side's fastest run counts (noise on a shared machine only ever
+slows a run down), and every run is printed. Prints tokens/s, MFU (model FLOPs over this CPU's peak matmul rate in
+the dtype each uses, probed once at the start) and the train loss after the same number of tokens. On tiny,
+`--levers` also times our loop with each lever off in turn: autocast instead of bf16 weights with fp32 master
+copies; full fp32 logits instead of the fused chunked loss; SDPA instead of the short-context attention; glibc's
+default malloc thresholds instead of keeping freed tensor memory for reuse; GPT-2's tanh-GELU instead of the exact
+GELU (the model config changes, so that one row is "ours" on the old config). Last lines: speedup_vs_trainer (tiny)
+and speedup_vs_trainer_small.
     python bench/train_throughput.py [--steps-tiny 40] [--steps-small 6] [--repeats 2] [--skip-small] [--levers]
 """
 import argparse
@@ -27,7 +27,7 @@ spec = json.loads(sys.argv[1])
 from transformers import AutoTokenizer
 from pretrain.corpus import data_files
 from pretrain.models import make_config
-from pretrain.train import ConstantLengthDataset, flops_per_token, peak_matmul_flops
+from pretrain.train import ConstantLengthDataset, flops_per_token
 tok = AutoTokenizer.from_pretrained(spec["tokenizer"])
 config = make_config(spec["model"], tok)
 files = data_files(spec["corpus"])
@@ -66,10 +66,8 @@ else:
 k = spec["warm"]
 tokens = (len(times) - 1 - k) * spec["batch"] * seq
 tok_s = tokens / (times[-1] - times[k])
-peak = peak_matmul_flops(dtype, torch.device("cpu"))
-mfu = tok_s * flops_per_token(config, n_params, seq) / peak
 tail = losses[-5:]
-print(json.dumps({"tok_s": tok_s, "mfu": mfu, "loss": sum(tail) / len(tail), "tokens": len(losses) * spec["batch"] * seq,
+print(json.dumps({"tok_s": tok_s, "flops_s": tok_s * flops_per_token(config, n_params, seq), "loss": sum(tail) / len(tail), "tokens": len(losses) * spec["batch"] * seq,
                   "dtype": str(dtype).split(".")[-1], "n_params": n_params}))
 '''
 
@@ -109,6 +107,15 @@ def main():
     from pretrain.corpus import FilterConfig, build_corpus
     from pretrain.tokenizer import train_tokenizer
 
+    # MFU's denominator: each dtype's peak square-matmul rate, probed here once before any run (best of 3 probes), so
+    # that every row shares it; a probe inside each worker caught whatever noise that moment had (fp32 "MFU" 69-105%).
+    import torch
+
+    from pretrain.train import peak_matmul_flops
+
+    peaks = {str(dt).split(".")[-1]: max(peak_matmul_flops(dt, torch.device("cpu")) for _ in range(3))
+             for dt in (torch.float32, torch.bfloat16)}
+    print("measured peak matmul: " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()))
     with tempfile.TemporaryDirectory() as tmp:
         corpus, tok = os.path.join(tmp, "corpus"), os.path.join(tmp, "tok")
         build_corpus([sysconfig.get_paths()["stdlib"]], corpus, FilterConfig(), valid_fraction=0.05,
@@ -136,6 +143,7 @@ def main():
                             "repo": os.path.join(tmp, f"hub-{model}-{len(runs[which])}-{which}"), "run": f"bench-{model}",
                             "out": os.path.join(tmp, f"out-{which}-{model}-{len(runs[which])}")}
                     r = run(spec)
+                    r["mfu"] = r["flops_s"] / peaks[r["dtype"]]
                     runs[which].append(r)
                     print(f"{model:6s} {which:14s} {r['dtype']:9s} {r['tok_s']:10,.0f} tok/s  MFU {100 * r['mfu']:5.1f}%  "
                           f"loss after {r['tokens']:,} tokens: {r['loss']:.3f}", flush=True)
