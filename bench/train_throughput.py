@@ -59,10 +59,10 @@ else:
             if logs and "loss" in logs: losses.append(logs["loss"])
     args = TrainingArguments(output_dir=spec["out"], max_steps=spec["steps"], per_device_train_batch_size=spec["batch"],
                              learning_rate=spec["lr"], weight_decay=0.1, lr_scheduler_type="cosine", max_grad_norm=1.0,
-                             logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, seed=1,
-                             dataloader_num_workers=0, disable_tqdm=True)
+                             logging_steps=1, save_strategy="no", report_to=[], use_cpu=spec["device"] == "cpu",
+                             bf16=spec["which"] == "trainer-bf16", seed=1, dataloader_num_workers=0, disable_tqdm=True)
     Trainer(model=model, args=args, train_dataset=ds, callbacks=[Clock()]).train()
-    dtype = torch.float32
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
 k = spec["warm"]
 tokens = (len(times) - 1 - k) * spec["batch"] * seq
 tok_s = tokens / (times[-1] - times[k])
@@ -74,6 +74,8 @@ print(json.dumps({"tok_s": tok_s, "flops_s": tok_s * flops_per_token(config, n_p
 
 def run(spec):
     env = dict(os.environ, PYTHONPATH=ROOT)
+    if spec["device"] == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # our loop takes a GPU wherever one is visible
     r = subprocess.run([sys.executable, "-c", WORKER, json.dumps(spec)], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         sys.exit(f"{spec['which']} {spec['model']} failed:\n{r.stderr[-3000:]}")
@@ -100,6 +102,11 @@ def main():
     ap.add_argument("--repeats-small", type=int, default=1)
     ap.add_argument("--corpus-files", type=int, default=800)
     ap.add_argument("--levers", action="store_true", help="tiny: also our loop with each lever turned off")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cuda: small (8 x 1024) and large (GPT-2 XL, 4 x 1024) on the GPU, against the Trainer in fp32 "
+                         "and with --bf16 (its mixed precision)")
+    ap.add_argument("--steps-cuda", type=int, default=40)
+    ap.add_argument("--cuda-models", default="small,large", help="--device cuda: which presets, comma-separated")
     args = ap.parse_args()
     sys.path.insert(0, ROOT)
     import sysconfig
@@ -113,21 +120,34 @@ def main():
 
     from pretrain.train import peak_matmul_flops
 
-    peaks = {str(dt).split(".")[-1]: max(peak_matmul_flops(dt, torch.device("cpu")) for _ in range(3))
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: no CUDA device is visible; run on a GPU machine or drop --device")
+    peaks = {str(dt).split(".")[-1]: max(peak_matmul_flops(dt, torch.device(args.device)) for _ in range(3))
              for dt in (torch.float32, torch.bfloat16)}
-    print("measured peak matmul: " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()))
+    print(f"measured peak matmul ({args.device}): " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()))
+    torch.cuda.empty_cache()
     with tempfile.TemporaryDirectory() as tmp:
         corpus, tok = os.path.join(tmp, "corpus"), os.path.join(tmp, "tok")
         build_corpus([sysconfig.get_paths()["stdlib"]], corpus, FilterConfig(), valid_fraction=0.05,
                      max_files=args.corpus_files)
         train_tokenizer(corpus, 8192, tok)
-        configs = [("tiny", args.steps_tiny, 8, 256, 10, args.repeats)]
-        if not args.skip_small:
-            configs.append(("small", args.steps_small, 2, 1024, 1, args.repeats_small))
+        if args.device == "cuda":
+            cuda = {"small": ("small", args.steps_cuda, 8, 1024, 5, args.repeats),
+                    "large": ("large", args.steps_cuda // 2, 4, 1024, 3, 1)}
+            configs = [cuda[m] for m in args.cuda_models.split(",")]
+        else:
+            configs = [("tiny", args.steps_tiny, 8, 256, 10, args.repeats)]
+            if not args.skip_small:
+                configs.append(("small", args.steps_small, 2, 1024, 1, args.repeats_small))
         speedups = {}
         for model, steps, batch, seq, warm, repeats in configs:
             variants = {"trainer": ({}, model), "ours": ({}, model)}
-            if args.levers and model == "tiny":
+            if args.device == "cuda":
+                variants = {"trainer": ({}, model), "trainer-bf16": ({}, model), "ours": ({}, model)}
+                if args.levers and model == "small":
+                    variants.update({"ours-autocast": ({"master_weights": False}, model),
+                                     "ours-nochunk": ({"chunked_loss": False}, model)})
+            elif args.levers and model == "tiny":
                 tanh = os.path.join(tmp, "tiny-tanh-gelu.json")
                 write_config(model, tok, tanh, activation_function="gelu_pytorch_tanh")
                 variants.update({"ours-autocast": ({"master_weights": False}, model),
@@ -138,7 +158,7 @@ def main():
             runs = {which: [] for which in variants}
             for _ in range(repeats):
                 for which, (options, config) in variants.items():
-                    spec = {"which": which, "options": options, "model": config, "tokenizer": tok, "corpus": corpus,
+                    spec = {"which": which, "device": args.device, "options": options, "model": config, "tokenizer": tok, "corpus": corpus,
                             "steps": steps, "batch": batch, "seq_length": seq, "lr": 5e-4, "warm": warm,
                             "repo": os.path.join(tmp, f"hub-{model}-{len(runs[which])}-{which}"), "run": f"bench-{model}",
                             "out": os.path.join(tmp, f"out-{which}-{model}-{len(runs[which])}")}
@@ -151,13 +171,18 @@ def main():
             for which, r in best.items():
                 if which.startswith("ours-"):
                     print(f"{model}: lever {which[5:]:10s}: ours / that = {best['ours']['tok_s'] / r['tok_s']:.2f}")
-            speedups[model] = best["ours"]["tok_s"] / best["trainer"]["tok_s"]
-            print(f"{model}: best of {repeats}: ours {best['ours']['tok_s']:,.0f} / Trainer {best['trainer']['tok_s']:,.0f} "
-                  f"tokens/s = {speedups[model]:.2f}; loss at equal tokens ours {best['ours']['loss']:.3f}, "
-                  f"Trainer {best['trainer']['loss']:.3f}", flush=True)
-    print(f"speedup_vs_trainer: {speedups['tiny']:.2f}")
-    if "small" in speedups:
-        print(f"speedup_vs_trainer_small: {speedups['small']:.2f}")
+            for base in (w for w in best if w.startswith("trainer")):
+                speedups[(model, base)] = best["ours"]["tok_s"] / best[base]["tok_s"]
+                print(f"{model}: best of {repeats}: ours {best['ours']['tok_s']:,.0f} / {base} {best[base]['tok_s']:,.0f} "
+                      f"tokens/s = {speedups[(model, base)]:.2f}; loss at equal tokens ours {best['ours']['loss']:.3f}, "
+                      f"{base} {best[base]['loss']:.3f}", flush=True)
+    if args.device == "cpu":
+        print(f"speedup_vs_trainer: {speedups[('tiny', 'trainer')]:.2f}")
+        if ("small", "trainer") in speedups:
+            print(f"speedup_vs_trainer_small: {speedups[('small', 'trainer')]:.2f}")
+    else:
+        for (model, base), ratio in speedups.items():
+            print(f"cuda_speedup_vs_{base.replace('-', '_')}_{model}: {ratio:.2f}")
 
 
 if __name__ == "__main__":

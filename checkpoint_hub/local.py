@@ -100,7 +100,10 @@ class LocalHub(Hub):
         parent = old or self.head(MAIN)
         with tempfile.TemporaryDirectory(prefix="hub-index-") as tmp:
             env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
-            self._git("--work-tree", str(folder), "add", "-A", "--force", ".", env=env)
+            # stored uncompressed: weights barely compress (7% for fp32) and zlib made pushing a 124M-parameter
+            # checkpoint take 21.6 s instead of 3.5 s (GPT-2 XL's 6 GB: minutes per checkpoint)
+            self._git("-c", "core.looseCompression=0", "--work-tree", str(folder), "add", "-A", "--force", ".",
+                      env=env)
             tree = self._git("write-tree", env=env)
         commit = self._git("commit-tree", tree, "-p", parent, "-m", message)
         self._git("update-ref", f"refs/heads/{branch}", commit, old or "0" * 40)  # the only visible step
@@ -129,9 +132,15 @@ class LocalHub(Hub):
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{commit[:12]}-", dir=dest.parent))
         try:
-            archive = subprocess.run(["git", "--git-dir", str(self.path), "archive", "--format=tar", commit],
-                                     capture_output=True, check=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+            # streamed from git into tar: a GPT-2 XL checkpoint is 6 GB, which must not pass through this process
+            git = subprocess.Popen(["git", "--git-dir", str(self.path), "archive", "--format=tar", commit],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            untar = subprocess.run(["tar", "-x", "-C", str(tmp)], stdin=git.stdout, capture_output=True)
+            git.stdout.close()
+            err = git.stderr.read().decode(errors="replace").strip()
+            if git.wait() != 0 or untar.returncode != 0:
+                raise subprocess.CalledProcessError(git.returncode or untar.returncode, "git archive | tar -x",
+                                                    stderr=err or untar.stderr.decode(errors="replace"))
             try:
                 os.replace(tmp, dest)
             except OSError:

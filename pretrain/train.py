@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -415,7 +416,10 @@ def train(cfg: TrainConfig) -> dict:
     precision = saved_precision or pick_mixed_precision(cfg.mixed_precision)
     # cpu=True without a GPU: under `accelerate launch --multi_gpu --num_processes N` (or torchrun) on a
     # CPU-only machine, Accelerate then sets up MULTI_CPU with gloo instead of N independent runs.
-    master_mode = precision == "bf16" and cfg.master_weights
+    # FSDP and DeepSpeed shard the parameters and keep their own fp32 masters: there Accelerate's mixed precision runs
+    sharded = any(os.environ.get(f"ACCELERATE_USE_{name}", "false").lower() in ("1", "true")
+                  for name in ("FSDP", "DEEPSPEED"))
+    master_mode = precision == "bf16" and cfg.master_weights and not sharded
     if cfg.reuse_memory and not torch.cuda.is_available():
         keep_freed_memory()
     accelerator = Accelerator(mixed_precision="no" if master_mode else precision,
@@ -498,7 +502,7 @@ def train(cfg: TrainConfig) -> dict:
     master = None
     groups = param_groups(model, cfg.weight_decay)
     if master_mode:
-        model.to(torch.bfloat16)
+        model.to(accelerator.device, torch.bfloat16)  # the fp32 copies live where the model trains
         master = MasterWeights(model)
         groups = master.groups(groups)
     # fused: one kernel for the whole update instead of a Python-level loop over parameter groups
