@@ -1,6 +1,7 @@
 """pretrain: corpus filters on crafted files, tokenizer, a real tiny training run, exact resume, 2-process launch."""
 import gzip
 import json
+import math
 import os
 import subprocess
 import sys
@@ -276,8 +277,8 @@ def test_chunked_loss_equals_the_models_loss_and_master_weights_save_fp32():
         assert torch.allclose(grads[name], p.grad, rtol=1e-4, atol=1e-6), name
     with torch.no_grad():  # logits so large that a target's probability underflows fp32: the exact fallback
         model.lm_head.weight.mul_(3000)
-    assert float(chunked_causal_lm_loss(model, ids, chunk_rows=17)) == pytest.approx(
-        float(model(input_ids=ids, labels=ids).loss), rel=1e-5)
+    assert chunked_causal_lm_loss(model, ids, chunk_rows=17).item() == pytest.approx(
+        model(input_ids=ids, labels=ids).loss.item(), rel=1e-5)
     model.zero_grad()
     model.to(torch.bfloat16)
     master = MasterWeights(model)
@@ -287,3 +288,26 @@ def test_chunked_loss_equals_the_models_loss_and_master_weights_save_fp32():
     assert {v.dtype for v in sd.values() if v.is_floating_point()} == {torch.float32}
     assert sd["lm_head.weight"] is sd["transformer.wte.weight"]  # still tied
     assert torch.equal(sd[master.names[0]], master.master[0].detach())
+
+
+def test_master_weights_train_on_cuda(small_corpus, small_tokenizer, tmp_path):
+    """bf16 weights with fp32 masters on a GPU: the masters must live on the GPU with the model (a first version
+    kept them on the CPU and crashed at the first step on an H100). Only a machine with CUDA can run this."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here: the GPU path of the master weights runs only on a GPU machine")
+    from safetensors import safe_open
+
+    from pretrain.train import TrainConfig, train
+
+    cfg = TrainConfig(model="tiny", tokenizer=str(small_tokenizer), corpus=str(small_corpus), repo=str(tmp_path / "hub"),
+                      run="cuda-run", max_steps=6, save_every=6, batch_size=8, seq_length=128, lr=5e-4,
+                      eval_batches=2, output_dir=str(tmp_path / "state"), mixed_precision="bf16")
+    result = train(cfg)
+    losses = [h["train_loss"] for h in result["history"]]
+    assert result["steps"] == 6 and all(map(math.isfinite, losses)) and losses[-1] < losses[0], losses
+    hub = open_hub(str(tmp_path / "hub"))
+    folder = hub.materialize(hub.head("cuda-run"))
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}
