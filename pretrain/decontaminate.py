@@ -5,7 +5,9 @@ The reference is BigCode's decontamination of The Stack before StarCoder (Li et 
 contain HumanEval/MBPP docstrings or solutions were removed). Matching is on code tokens (identifiers, numbers, and
 each punctuation character; whitespace and line breaks ignored), so re-indenting or re-wrapping a solution does not
 hide it. Solutions: any shared run of NGRAM tokens (the order of GPT-3's 13-word overlap, in code tokens, which are
-shorter than words). Docstrings: the description part (before the examples), whole, when it is at least
+shorter than words) that holds at least one name: a run of numbers and punctuation alone is a data constant that
+code writes independently (the days-in-month table `31, 30, 31, ...` of HumanEval/124's solution would otherwise
+remove the stdlib's calendar.py and datetime.py). Docstrings: the description part (before the examples), whole, when it is at least
 MIN_DOC_TOKENS tokens long, so that a generic one-liner ("Return the sum.") does not remove half of a corpus.
 The suites come from `tasks`, the registry the harness scores with.
 """
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 NGRAM = 20
 MIN_DOC_TOKENS = 8
 TOKEN = re.compile(r"\w+|[^\w\s]")
+NAME = re.compile(r"[^\W\d]")  # a token that starts with a letter or underscore
 DOCSTRING = re.compile(r'"""(.*?)"""|\'\'\'(.*?)\'\'\'', re.S)
 EXAMPLES = re.compile(r"^\s*(>>>|assert\b|for example|example|examples?:|e\.g\.)", re.I | re.M)
 
@@ -52,8 +55,12 @@ class Decontaminator:
         for name in self.suites:
             for task in load_suite(name).tasks:
                 sol = tokens(task.canonical_solution or "")
+                names = [0]  # names[i]: how many of sol[:i] are names (identifiers or keywords)
+                for t in sol:
+                    names.append(names[-1] + bool(NAME.match(t)))
                 for i in range(len(sol) - NGRAM + 1):
-                    self.solution_grams.setdefault(hash(tuple(sol[i:i + NGRAM])), (name, task.task_id))
+                    if names[i + NGRAM] > names[i]:
+                        self.solution_grams.setdefault(hash(tuple(sol[i:i + NGRAM])), (name, task.task_id))
                 doc = tokens(description(task.prompt))
                 if len(doc) >= MIN_DOC_TOKENS:
                     key = hash(tuple(doc[:MIN_DOC_TOKENS]))

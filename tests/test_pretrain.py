@@ -218,6 +218,22 @@ def test_decontamination_removes_a_planted_solution_and_docstring(tmp_path, caps
     assert dirty["kept"] == 14 and dirty["decontamination"]["suites"] == []
 
 
+def test_decontamination_ignores_data_constants_but_not_code():
+    """HumanEval/124's solution (HumanEval+) spells out the days of each month; a 20-token run of those numbers
+    alone is a data constant that the stdlib's calendar.py also holds, not a leaked solution. The same run with a
+    name in it is code and is still found."""
+    from pretrain.decontaminate import Decontaminator
+    from tasks import load_suite
+
+    task = next(t for t in load_suite("humanevalplus").tasks if t.task_id == "HumanEval/124")
+    decon = Decontaminator(["humanevalplus"])
+    table = "MDAYS = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]\n"
+    assert "31, 30, 31, 30, 31, 31, 30, 31, 30, 31" in task.canonical_solution.replace("\n", " ")
+    assert decon.check(GOOD + table) is None
+    hit = decon.check(GOOD + "\ndef valid(date):\n" + task.canonical_solution)
+    assert hit is not None and hit.task_id == "HumanEval/124" and hit.why == "solution n-gram"
+
+
 def test_decontaminate_unknown_suite_is_one_line(tmp_path, capsys):
     assert pretrain_main(["corpus", "--source", str(tmp_path), "--out", str(tmp_path / "c"),
                           "--decontaminate", "humaneval,nosuchsuite"]) == 2
