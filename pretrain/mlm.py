@@ -4,7 +4,8 @@ validation set, and masked-LM perplexity. Training (`pretrain train --objective 
 from one is the number from the other.
 
 Masking is transformers' `DataCollatorForLanguageModeling` (15%, of which 80% [MASK], 10% a random token, 10%
-kept). Whole-word masking uses its offset-based word grouping; a word here is the run of tokens of one pre-tokenizer
+kept). Whole-word masking uses its offset-based word grouping and puts [MASK] at every selected token (the library
+supports no random replacement there, and the course's whole-word collator does the same); a word here is the run of tokens of one pre-tokenizer
 word, joined with its neighbours while they touch on identifier characters, so `max_len`, `foo_bar` and `x2` are
 each masked whole.
 """
@@ -80,7 +81,9 @@ class Masker:
         from transformers import DataCollatorForLanguageModeling
 
         self.collator = DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=probability,
-                                                        whole_word_mask=whole_word, seed=seed)
+                                                        whole_word_mask=whole_word, seed=seed,
+                                                        mask_replace_prob=1.0 if whole_word else 0.8,
+                                                        random_replace_prob=0.0 if whole_word else 0.1)
         self.collator.create_rng()
         self.whole_word = whole_word
         self.special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
