@@ -125,7 +125,8 @@ def main():
     peaks = {str(dt).split(".")[-1]: max(peak_matmul_flops(dt, torch.device(args.device)) for _ in range(3))
              for dt in (torch.float32, torch.bfloat16)}
     print(f"measured peak matmul ({args.device}): " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()))
-    torch.cuda.empty_cache()
+    if args.device == "cuda":
+        torch.cuda.empty_cache()  # the probes' buffers: the workers need the memory
     with tempfile.TemporaryDirectory() as tmp:
         corpus, tok = os.path.join(tmp, "corpus"), os.path.join(tmp, "tok")
         build_corpus([sysconfig.get_paths()["stdlib"]], corpus, FilterConfig(), valid_fraction=0.05,
@@ -141,12 +142,11 @@ def main():
                 configs.append(("small", args.steps_small, 2, 1024, 1, args.repeats_small))
         speedups = {}
         for model, steps, batch, seq, warm, repeats in configs:
-            variants = {"trainer": ({}, model), "ours": ({}, model)}
-            if args.device == "cuda":
-                variants = {"trainer": ({}, model), "trainer-bf16": ({}, model), "ours": ({}, model)}
-                if args.levers and model == "small":
-                    variants.update({"ours-autocast": ({"master_weights": False}, model),
-                                     "ours-nochunk": ({"chunked_loss": False}, model)})
+            bases = ("trainer", "trainer-bf16") if args.device == "cuda" else ("trainer",)
+            variants = {which: ({}, model) for which in (*bases, "ours")}
+            if args.levers and model == "small" and args.device == "cuda":
+                variants.update({"ours-autocast": ({"master_weights": False}, model),
+                                 "ours-nochunk": ({"chunked_loss": False}, model)})
             elif args.levers and model == "tiny":
                 tanh = os.path.join(tmp, "tiny-tanh-gelu.json")
                 write_config(model, tok, tanh, activation_function="gelu_pytorch_tanh")
@@ -158,8 +158,8 @@ def main():
             runs = {which: [] for which in variants}
             for _ in range(repeats):
                 for which, (options, config) in variants.items():
-                    spec = {"which": which, "device": args.device, "options": options, "model": config, "tokenizer": tok, "corpus": corpus,
-                            "steps": steps, "batch": batch, "seq_length": seq, "lr": 5e-4, "warm": warm,
+                    spec = {"which": which, "device": args.device, "options": options, "model": config,
+                            "tokenizer": tok, "corpus": corpus, "steps": steps, "batch": batch, "seq_length": seq, "lr": 5e-4, "warm": warm,
                             "repo": os.path.join(tmp, f"hub-{model}-{len(runs[which])}-{which}"), "run": f"bench-{model}",
                             "out": os.path.join(tmp, f"out-{which}-{model}-{len(runs[which])}")}
                     r = run(spec)
@@ -171,7 +171,7 @@ def main():
             for which, r in best.items():
                 if which.startswith("ours-"):
                     print(f"{model}: lever {which[5:]:10s}: ours / that = {best['ours']['tok_s'] / r['tok_s']:.2f}")
-            for base in (w for w in best if w.startswith("trainer")):
+            for base in bases:
                 speedups[(model, base)] = best["ours"]["tok_s"] / best[base]["tok_s"]
                 print(f"{model}: best of {repeats}: ours {best['ours']['tok_s']:,.0f} / {base} {best[base]['tok_s']:,.0f} "
                       f"tokens/s = {speedups[(model, base)]:.2f}; loss at equal tokens ours {best['ours']['loss']:.3f}, "

@@ -7,9 +7,9 @@ each punctuation character; whitespace and line breaks ignored), so re-indenting
 hide it. Solutions: any shared run of NGRAM tokens (the order of GPT-3's 13-word overlap, in code tokens, which are
 shorter than words) that holds at least one name: a run of numbers and punctuation alone is a data constant that
 code writes independently (the days-in-month table `31, 30, 31, ...` of HumanEval/124's solution would otherwise
-remove the stdlib's calendar.py and datetime.py). Docstrings: the description part (before the examples), whole, when it is at least
-MIN_DOC_TOKENS tokens long, so that a generic one-liner ("Return the sum.") does not remove half of a corpus.
-The suites come from `tasks`, the registry the harness scores with.
+remove the stdlib's calendar.py and datetime.py). Docstrings: the description part (before the examples), whole,
+when it is at least MIN_DOC_TOKENS tokens long, so that a generic one-liner ("Return the sum.") does not remove half
+of a corpus. The suites come from `tasks`, the registry the harness scores with.
 """
 from __future__ import annotations
 

@@ -1,13 +1,13 @@
-"""Masked-LM domain adaptation, the course's recipe (seed 003): masking, whole-word masking, the fixed-mask
-validation set, and masked-LM perplexity. Training (`pretrain train --objective mlm`) and the harness
-(`harness eval --ckpt` on an MLM checkpoint) both score with `fixed_mask_batches` + `masked_lm_nll`, so a number
-from one is the number from the other.
+"""Masked-LM domain adaptation, the course's recipe (seed 003): masking, whole-word masking, the fixed-mask validation
+set, and masked-LM perplexity. Training (`pretrain train --objective mlm`) and the harness (`harness eval --ckpt` on
+an MLM checkpoint) both score with `fixed_mask_batches` + `masked_lm_nll`, so a number from one is the number from
+the other.
 
-Masking is transformers' `DataCollatorForLanguageModeling` (15%, of which 80% [MASK], 10% a random token, 10%
-kept). Whole-word masking uses its offset-based word grouping and puts [MASK] at every selected token (the library
-supports no random replacement there, and the course's whole-word collator does the same); a word here is the run of tokens of one pre-tokenizer
-word, joined with its neighbours while they touch on identifier characters, so `max_len`, `foo_bar` and `x2` are
-each masked whole.
+Masking is transformers' `DataCollatorForLanguageModeling` (15%, of which 80% [MASK], 10% a random token, 10% kept).
+Whole-word masking uses its offset-based word grouping and puts [MASK] at every selected token (the library supports
+no random replacement there, and the course's whole-word collator does the same); a word here is the run of tokens
+of one pre-tokenizer word, joined with its neighbours while they touch on identifier characters, so `max_len`,
+`foo_bar` and `x2` are each masked whole.
 """
 from __future__ import annotations
 

@@ -636,6 +636,11 @@ def corpus_decontaminated(corpus) -> list[str] | None:
     return list(d.get("suites", [])) if isinstance(d, dict) else None
 
 
+def as_float32(config: dict) -> dict:
+    """A model config dict that says float32: what the saved weights are (the fp32 masters, not the bf16 model)."""
+    return {**config, **{k: "float32" for k in ("torch_dtype", "dtype") if k in config}}
+
+
 def save_checkpoint(accelerator, model, tokenizer, hub, cfg, state: TrainingState, state_dir, master=None):
     """A save_pretrained folder + training_state.json as one commit `step N` on branch `run`; then the
     accelerator state (model, optimizer, scheduler, RNG) for --resume, written beside it, then renamed in."""
@@ -648,11 +653,7 @@ def save_checkpoint(accelerator, model, tokenizer, hub, cfg, state: TrainingStat
         if master is not None:  # fp32, from the master weights (the bf16 model is their rounding)
             core.save_pretrained(folder, safe_serialization=True, state_dict=master.fp32_state_dict(core))
             cfg_path = folder / "config.json"
-            saved = json.loads(cfg_path.read_text())
-            for key in ("torch_dtype", "dtype"):
-                if key in saved:
-                    saved[key] = "float32"
-            atomic.write_json(cfg_path, saved)
+            atomic.write_json(cfg_path, as_float32(json.loads(cfg_path.read_text())))
         else:
             core.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
@@ -663,8 +664,8 @@ def save_checkpoint(accelerator, model, tokenizer, hub, cfg, state: TrainingStat
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        config = accelerator.unwrap_model(model).config.to_dict()  # what --resume rebuilds the model from
-        atomic.write_json(tmp / "config.json", {**config, **{k: "float32" for k in ("torch_dtype", "dtype") if k in config}})
+        # what --resume rebuilds the model from
+        atomic.write_json(tmp / "config.json", as_float32(accelerator.unwrap_model(model).config.to_dict()))
         atomic.write_json(tmp / "trainer_state.json", {**state.to_json(), "commit": commit})
         shutil.rmtree(state_dir, ignore_errors=True)
         tmp.rename(state_dir)
