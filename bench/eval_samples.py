@@ -129,7 +129,10 @@ def main():
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--canonical-only", action="store_true", help="humanevalplus: the references x --repeat")
     ap.add_argument("--evalplus-python", help="python of a venv with evalplus==0.3.1 (default: .cache/evalplus-venv)")
+    ap.add_argument("--smoke", action="store_true", help="seconds: humaneval, each reference once (for CI)")
     args = ap.parse_args()
+    if args.smoke:
+        args.tasks, args.repeat = "humaneval", 1
     with tempfile.TemporaryDirectory() as tmp:
         if args.tasks == "humaneval":
             humaneval(tmp, args.repeat)

@@ -146,8 +146,8 @@ def mutant_rows(suite) -> list[dict]:
     return rows
 
 
-def humanevalplus(tmp: Path, python: str) -> None:
-    suite = load_suite("humanevalplus")
+def humanevalplus(tmp: Path, python: str, limit: int | None = None) -> None:
+    suite = load_suite("humanevalplus").limit(limit)
     rows = mutant_rows(suite)
     samples = tmp / "hep_samples.jsonl"
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -168,8 +168,8 @@ def humanevalplus(tmp: Path, python: str) -> None:
     print(f"  time: harness {our_wall:.1f} s, evalplus.evaluate {their_wall:.1f} s")
 
 
-def mbpp(tmp: Path) -> None:
-    suite = load_suite("mbpp")
+def mbpp(tmp: Path, limit: int | None = None) -> None:
+    suite = load_suite("mbpp").limit(limit)
     from harness import calibrate
 
     times = json.loads(calibrate.cache_path(suite, "docker").read_text()) \
@@ -209,12 +209,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--suite", choices=["humanevalplus", "mbpp", "both"], default="both")
     ap.add_argument("--evalplus-python", help="python of a venv with evalplus==0.3.1 (default: .cache/evalplus-venv)")
+    ap.add_argument("--limit", type=int, help="the first N tasks of each suite")
+    ap.add_argument("--smoke", action="store_true",
+                    help="seconds: mbpp's first 5 tasks, the same code path but EvalPlus's own run (for CI)")
     args = ap.parse_args()
+    if args.smoke:
+        args.suite, args.limit = "mbpp", 5
     with tempfile.TemporaryDirectory() as tmp:
         if args.suite in ("humanevalplus", "both"):
-            humanevalplus(Path(tmp), ensure_evalplus(args.evalplus_python))
+            humanevalplus(Path(tmp), ensure_evalplus(args.evalplus_python), args.limit)
         if args.suite in ("mbpp", "both"):
-            mbpp(Path(tmp))
+            mbpp(Path(tmp), args.limit)
 
 
 if __name__ == "__main__":

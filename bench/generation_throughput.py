@@ -1,8 +1,10 @@
 """Generation throughput for HumanEval with n samples per task: our batched loop vs one `generate()` per prompt with
-`num_return_sequences` (the reference scripts' way), same model and parameters, in one run. Also checks that greedy
-outputs are identical, and times a fully cached re-evaluation with `harness eval --ckpt`.
+`num_return_sequences` (the reference scripts' way) and vs batched `generate()` (left-padded prompts, `--batch-prompts`
+at a time, each with num_return_sequences), same model and parameters, in one run. Also checks that greedy outputs
+are identical, and times a fully cached re-evaluation with `harness eval --ckpt`.
 
-    python bench/generation_throughput.py [--repo HUB --ckpt BRANCH] [--n 10] [--limit 164]
+    python bench/generation_throughput.py [--repo HUB --ckpt BRANCH] [--n 10] [--limit 164] [--device cpu|cuda]
+    python bench/generation_throughput.py --smoke     # seconds: toy sizes, the same code path (CI runs it)
 Without --repo it first trains a tiny model for a minute on this Python's standard library.
 """
 import argparse
@@ -24,33 +26,40 @@ from checkpoint_hub import open_hub  # noqa: E402
 from tasks import load_suite  # noqa: E402
 
 
-def quick_tiny_run(tmp):
+def quick_tiny_run(tmp, files=800, steps=60, seq_length=512):
     from pretrain.cli import main as pretrain_main
     from pretrain.corpus import FilterConfig, build_corpus
     from pretrain.tokenizer import train_tokenizer
 
     corpus, tok, repo = os.path.join(tmp, "corpus"), os.path.join(tmp, "tok"), os.path.join(tmp, "hub")
-    build_corpus([sysconfig.get_paths()["stdlib"]], corpus, FilterConfig(), max_files=800)
+    build_corpus([sysconfig.get_paths()["stdlib"]], corpus, FilterConfig(), max_files=files)
     train_tokenizer(corpus, 8192, tok)
     assert pretrain_main(["train", "--model", "tiny", "--tokenizer", tok, "--corpus", corpus, "--repo", repo,
-                          "--run", "bench", "--max-steps", "60", "--save-every", "60", "--batch-size", "8",
-                          "--seq-length", "512", "--output-dir", os.path.join(tmp, "state")]) == 0
+                          "--run", "bench", "--max-steps", str(steps), "--save-every", str(steps), "--batch-size", "8",
+                          "--seq-length", str(seq_length), "--output-dir", os.path.join(tmp, "state")]) == 0
     return repo, "bench"
 
 
-def per_prompt(model, tok, prompts, params, context):
-    """The reference way: one generate() call per prompt, its n samples as num_return_sequences, stop strings."""
+def hf_generate(model, tok, prompts, params, context, batch_prompts=1):
+    """transformers' generate(): `batch_prompts` prompts per call (left-padded), each with its n samples as
+    num_return_sequences, stop strings. batch_prompts=1 is the reference scripts' way (one call per prompt)."""
     out = {}
-    for task_id, prompt in prompts:
-        ids = tok(prompt, return_tensors="pt")["input_ids"][:, -(context - params.max_new_tokens):]
-        kwargs = dict(do_sample=True, temperature=params.temperature, top_p=params.top_p) if params.temperature else \
-            dict(do_sample=False)
+    kwargs = dict(do_sample=True, temperature=params.temperature, top_p=params.top_p) if params.temperature else \
+        dict(do_sample=False)
+    tok.padding_side, tok.pad_token = "left", tok.pad_token or tok.eos_token
+    keep = context - params.max_new_tokens
+    for i in range(0, len(prompts), batch_prompts):
+        group = prompts[i:i + batch_prompts]
+        ids = [tok(p)["input_ids"][-keep:] for _, p in group]
+        batch = tok.pad({"input_ids": ids}, return_tensors="pt").to(model.device)
         with torch.inference_mode():
-            seqs = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=params.max_new_tokens,
-                                  num_return_sequences=params.n, stop_strings=list(params.stop), tokenizer=tok,
-                                  pad_token_id=tok.eos_token_id, **kwargs)
-        out[task_id] = [truncate_at_stop(tok.decode(s[ids.shape[1]:], skip_special_tokens=True), params.stop)
-                        for s in seqs]
+            seqs = model.generate(**batch, max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
+                                  stop_strings=list(params.stop), tokenizer=tok, pad_token_id=tok.pad_token_id,
+                                  **kwargs)
+        width = batch["input_ids"].shape[1]
+        for j, (task_id, _) in enumerate(group):
+            out[task_id] = [truncate_at_stop(tok.decode(s[width:], skip_special_tokens=True), params.stop)
+                            for s in seqs[j * params.n:(j + 1) * params.n]]
     return out
 
 
@@ -62,15 +71,23 @@ def main():
     ap.add_argument("--limit", type=int, default=164)
     ap.add_argument("--greedy-limit", type=int, default=40)
     ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--batch-prompts", type=int, default=16, help="prompts per batched generate() call")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--smoke", action="store_true", help="seconds: toy sizes, the same code path (for CI)")
     args = ap.parse_args()
+    if args.smoke:
+        args.n, args.limit, args.greedy_limit, args.max_new_tokens, args.batch_prompts = 2, 4, 2, 8, 2
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: no CUDA device is visible; run on a GPU machine or drop --device")
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        repo, branch = (args.repo, args.ckpt) if args.repo else quick_tiny_run(tmp)
+        tiny = dict(files=80, steps=2, seq_length=128) if args.smoke else {}
+        repo, branch = (args.repo, args.ckpt) if args.repo else quick_tiny_run(tmp, **tiny)
         hub = open_hub(repo)
         folder = hub.materialize(hub.resolve(branch))
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model, tok = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+        model, tok = AutoModelForCausalLM.from_pretrained(folder).to(args.device), AutoTokenizer.from_pretrained(folder)
         context = model.config.n_positions
         suite = load_suite("humaneval").limit(args.limit)
         prompts = [(t.task_id, t.prompt) for t in suite.tasks]
@@ -78,10 +95,15 @@ def main():
         total = len(prompts) * args.n
 
         start = time.perf_counter()
-        per_prompt(model, tok, prompts, params, context)
+        hf_generate(model, tok, prompts, params, context)
         ref_s = time.perf_counter() - start
         print(f"per-prompt generate(num_return_sequences={args.n}): {total} samples in {ref_s:.1f}s = "
               f"{total / ref_s:.2f} samples/s", flush=True)
+        start = time.perf_counter()
+        hf_generate(model, tok, prompts, params, context, batch_prompts=args.batch_prompts)
+        batched_s = time.perf_counter() - start
+        print(f"batched generate({args.batch_prompts} prompts x num_return_sequences={args.n}): {total} samples in "
+              f"{batched_s:.1f}s = {total / batched_s:.2f} samples/s", flush=True)
 
         start = time.perf_counter()
         stats = generate(model, tok, prompts, params, batch_size=64)
@@ -93,8 +115,8 @@ def main():
         few = prompts[: args.greedy_limit]
         got = []
         generate(model, tok, few, greedy, batch_size=64, on_batch=got.extend)
-        ours = {g.task_id: g.completion for g in got}
-        ref = per_prompt(model, tok, few, greedy, context)
+        ours = {g.key: g.completion for g in got}
+        ref = hf_generate(model, tok, few, greedy, context)
         same = sum(ours[t] == ref[t][0] for t, _ in few)
         print(f"greedy outputs identical: {same}/{len(few)}", flush=True)
 
@@ -102,9 +124,12 @@ def main():
         if subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
             env = dict(os.environ, HARNESS_CACHE=os.path.join(tmp, "cache"))
             cmd = [os.path.join(os.path.dirname(sys.executable), "harness"), "eval", "--repo", repo, "--ckpt", branch,
-                   "--limit", str(args.limit), "--n", str(args.n), "--output-dir", os.path.join(tmp, "eval"),
+                   "--limit", str(args.limit), "--n", str(args.n), "--max-new-tokens", str(args.max_new_tokens),
+                   "--output-dir", os.path.join(tmp, "eval"),
                    "--no-leaderboard"]
-            subprocess.run(cmd, check=True, capture_output=True, env=env)
+            first = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if first.returncode != 0:
+                sys.exit(f"{' '.join(cmd)} failed:\n{first.stderr[-2000:]}")
             start = time.perf_counter()
             subprocess.run(cmd, check=True, capture_output=True, env=env)
             cached = time.perf_counter() - start
@@ -112,6 +137,7 @@ def main():
         else:
             print("cached re-evaluation: skipped, no Docker engine answers")
     print(f"speedup_vs_per_prompt: {ref_s / ours_s:.2f}")
+    print(f"speedup_vs_batched_generate: {batched_s / ours_s:.2f}")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,10 @@ def main():
     ap.add_argument("--docker-host", action="append", default=None, help="engine URL (repeatable)")
     ap.add_argument("--codex", action="store_true", help="32,800 programs (164 x 200): rate and peak memory")
     ap.add_argument("--codex-run", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--smoke", action="store_true", help="seconds: each program once (for CI)")
     args = ap.parse_args()
+    if args.smoke:
+        args.repeat = 1
     if args.codex_run:
         return codex_run(args.codex_run, args.workers, args.slots, args.docker_host)
     if args.codex:

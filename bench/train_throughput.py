@@ -101,6 +101,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=2, help="tiny: interleaved runs per side (the fastest counts)")
     ap.add_argument("--repeats-small", type=int, default=1)
     ap.add_argument("--corpus-files", type=int, default=800)
+    ap.add_argument("--smoke", action="store_true", help="seconds: tiny at toy sizes, one run per side (for CI)")
     ap.add_argument("--levers", action="store_true", help="tiny: also our loop with each lever turned off")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="cuda: small (8 x 1024) and large (GPT-2 XL, 4 x 1024) on the GPU, against the Trainer in fp32 "
@@ -108,31 +109,37 @@ def main():
     ap.add_argument("--steps-cuda", type=int, default=40)
     ap.add_argument("--cuda-models", default="small,large", help="--device cuda: which presets, comma-separated")
     args = ap.parse_args()
+    if args.smoke:
+        args.corpus_files, args.skip_small, args.repeats = min(args.corpus_files, 60), True, 1
     sys.path.insert(0, ROOT)
     import sysconfig
 
     from pretrain.corpus import FilterConfig, build_corpus
     from pretrain.tokenizer import train_tokenizer
 
-    # MFU's denominator: each dtype's peak square-matmul rate, probed here once before any run (best of 3 probes), so
-    # that every row shares it; a probe inside each worker caught whatever noise that moment had (fp32 "MFU" 69-105%).
     import torch
 
-    from pretrain.train import peak_matmul_flops
+    from pretrain.hardware import cpu_identity, device_name, model_peak_flops, peak_flops
 
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: no CUDA device is visible; run on a GPU machine or drop --device")
-    peaks = {str(dt).split(".")[-1]: max(peak_matmul_flops(dt, torch.device(args.device)) for _ in range(3))
-             for dt in (torch.float32, torch.bfloat16)}
-    print(f"measured peak matmul ({args.device}): " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()))
-    if args.device == "cuda":
-        torch.cuda.empty_cache()  # the probes' buffers: the workers need the memory
+    device = torch.device(args.device)
+    cpu = cpu_identity()
+    print(f"cpu: {cpu['model']}; ISA flags: {', '.join(cpu['flags']) or 'none of amx_bf16, avx512_bf16, avx2'}; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads" +
+          (f"; device: {device_name(device)}" if args.device == "cuda" else ""))
+    # MFU's denominators, probed once per machine and cached (pretrain.hardware), before any run, so every row shares
+    # them: the square-matmul peak per dtype, and per model the rate at the products that model really multiplies
+    peaks = {str(dt).split(".")[-1]: peak_flops(dt, device) for dt in (torch.float32, torch.bfloat16)}
+    print(f"square matmul peak ({args.device}): " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()))
     with tempfile.TemporaryDirectory() as tmp:
         corpus, tok = os.path.join(tmp, "corpus"), os.path.join(tmp, "tok")
         build_corpus([sysconfig.get_paths()["stdlib"]], corpus, FilterConfig(), valid_fraction=0.05,
                      max_files=args.corpus_files)
         train_tokenizer(corpus, 8192, tok)
-        if args.device == "cuda":
+        if args.smoke:  # the same code path at toy sizes, so that a test notices when the bench breaks
+            configs = [("tiny", 6, 2, 64, 2, 1)]
+        elif args.device == "cuda":
             cuda = {"small": ("small", args.steps_cuda, 8, 1024, 5, args.repeats),
                     "large": ("large", args.steps_cuda // 2, 4, 1024, 3, 1)}
             configs = [cuda[m] for m in args.cuda_models.split(",")]
@@ -141,7 +148,13 @@ def main():
             if not args.skip_small:
                 configs.append(("small", args.steps_small, 2, 1024, 1, args.repeats_small))
         speedups = {}
+        from transformers import AutoTokenizer
+
+        from pretrain.models import make_config
+
         for model, steps, batch, seq, warm, repeats in configs:
+            model_config = make_config(model, AutoTokenizer.from_pretrained(tok))
+            model_peaks = {}  # per dtype: the rate at this model's own products (unchunked loss: one for both sides)
             bases = ("trainer", "trainer-bf16") if args.device == "cuda" else ("trainer",)
             variants = {which: ({}, model) for which in (*bases, "ours")}
             if args.levers and model == "small" and args.device == "cuda":
@@ -163,9 +176,15 @@ def main():
                             "repo": os.path.join(tmp, f"hub-{model}-{len(runs[which])}-{which}"), "run": f"bench-{model}",
                             "out": os.path.join(tmp, f"out-{which}-{model}-{len(runs[which])}")}
                     r = run(spec)
+                    if r["dtype"] not in model_peaks:
+                        model_peaks[r["dtype"]] = model_peak_flops(model_config, batch * seq, getattr(torch, r["dtype"]),
+                                                                   device)
                     r["mfu"] = r["flops_s"] / peaks[r["dtype"]]
+                    r["mfu_model"] = r["flops_s"] / model_peaks[r["dtype"]]
                     runs[which].append(r)
-                    print(f"{model:6s} {which:14s} {r['dtype']:9s} {r['tok_s']:10,.0f} tok/s  MFU {100 * r['mfu']:5.1f}%  "
+                    print(f"{model:6s} {which:14s} {r['dtype']:9s} {r['tok_s']:10,.0f} tok/s  MFU {100 * r['mfu']:5.1f}% "
+                          f"of the square peak, {100 * r['mfu_model']:5.1f}% of the model-shape peak "
+                          f"({model_peaks[r['dtype']] / 1e9:,.0f} GFLOP/s)  "
                           f"loss after {r['tokens']:,} tokens: {r['loss']:.3f}", flush=True)
             best = {which: max(rs, key=lambda r: r["tok_s"]) for which, rs in runs.items()}
             for which, r in best.items():

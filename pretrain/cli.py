@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bf16: autocast over fp32 weights instead of bf16 weights with fp32 master copies")
     p.add_argument("--no-short-attention", dest="short_attention", action="store_false",
                    help="bf16 on a CPU with --seq-length <= 256: SDPA instead of the batched-matmul attention")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the forward (inductor): a one-off compile (a minute or more on 2 cores), "
+                        "then faster steps; for runs longer than a few hundred steps")
     p.add_argument("--keytoken-alpha", type=float, default=0.0, help="> 0: the course's key-token weighted loss")
     p.add_argument("--eval-every", type=int)
     p.add_argument("--eval-batches", type=int, default=16)

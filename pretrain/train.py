@@ -6,7 +6,6 @@ Order of business: config -> data (ConstantLengthDataset) -> model -> optimizer/
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -23,6 +22,7 @@ from checkpoint_hub import TRAINING_STATE, TrainingState
 from common import atomic
 from common.errors import UserError
 from pretrain.corpus import data_files, iter_contents
+from pretrain.hardware import FLAGS, bf16_speedup, cpu_identity, model_peak_flops
 
 # The course's data-science key tokens for the optional weighted loss.
 KEYTOKENS = ("plt", "pd", "sk", "fit", "predict", " plt", " pd", " sk", " fit", " predict")
@@ -63,6 +63,7 @@ class TrainConfig:
     chunked_loss: bool = True  # GPT-2 on one process: cross-entropy a block of rows at a time (no fp32 logits)
     short_attention: bool = True  # causal LM, bf16 on a CPU, context <= 256: pretrain.attention instead of SDPA
     reuse_memory: bool = True  # on a CPU with glibc: keep freed tensor memory for reuse (see keep_freed_memory)
+    compile: bool = False  # torch.compile the model's forward (inductor): a one-off compile, then faster steps
 
 
 class ConstantLengthDataset(IterableDataset):
@@ -253,10 +254,13 @@ class LinearCrossEntropy(torch.autograd.Function):
         return (grad_h * scale.to(h.dtype)).to(hidden_dtype), (grad_w * scale).to(weight_dtype), None, None
 
 
-def chunked_causal_lm_loss(model, input_ids, chunk_rows: int = 512):
+def chunked_causal_lm_loss(model, input_ids, chunk_rows: int = 512, body=None):
     """Next-token cross-entropy of a GPT-2 from its hidden states (LinearCrossEntropy): the same value and gradients
-    as `model(input_ids, labels=input_ids).loss` (mean over the B x (T-1) targets), without fp32 logits."""
-    hidden = model.transformer(input_ids=input_ids).last_hidden_state[:, :-1]
+    as `model(input_ids, labels=input_ids).loss` (mean over the B x (T-1) targets), without fp32 logits. `body`: the
+    model's transformer as torch.compile returned it (the same parameters), else the model's own."""
+    # use_cache=False: GPT-2's config says True, which in training builds a key/value cache at every forward (copies)
+    body = body or model.transformer
+    hidden = body(input_ids=input_ids, use_cache=False).last_hidden_state[:, :-1]
     hidden = hidden.reshape(-1, hidden.size(-1))
     targets = input_ids[:, 1:].reshape(-1)
     return LinearCrossEntropy.apply(hidden, model.lm_head.weight, targets, chunk_rows)
@@ -292,43 +296,25 @@ def pick_mixed_precision(requested: str) -> str:
     return "bf16" if cpu_bf16_is_fast() else "no"
 
 
-@functools.lru_cache(maxsize=None)  # one answer per process: Accelerate's state is a singleton
 def cpu_bf16_is_fast() -> bool:
-    """True where bf16 matmuls clearly beat fp32 (AMX, AVX512-BF16). Measured (best of several runs, so a busy
-    machine does not flip the answer) rather than read from CPU flags, which virtual machines often hide."""
+    """True where bf16 matmuls clearly beat fp32 (AMX, AVX512-BF16): measured once per machine (pretrain.hardware),
+    not read from CPU flags, which virtual machines often hide."""
     if not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return False
-    fp32, bf16 = (best_matmul_seconds(768, dtype, torch.device("cpu"), warm_s=0.2)
-                  for dtype in (torch.float32, torch.bfloat16))
-    return fp32 > 1.3 * bf16
+    return bf16_speedup() > 1.3
 
 
-def best_matmul_seconds(n: int, dtype: torch.dtype, device: torch.device, warm_s: float = 1.0, runs: int = 10) -> float:
-    """The fastest of `runs` n x n matmuls, after `warm_s` seconds of warm-up (kernels, caches, clocks; the first bf16
-    products pay for AMX set-up). The product goes into one preallocated output: a fresh result per product would be
-    page-faulted in each time and measure the allocator, not the matmul."""
-    g = torch.Generator(device=device).manual_seed(0)  # private: the global RNG drives dropout and must not move
-    a = torch.randn(n, n, device=device, generator=g).to(dtype)
-    b = torch.randn(n, n, device=device, generator=g).to(dtype)
-    c = torch.empty(n, n, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    warm_until = time.perf_counter() + warm_s
-    while time.perf_counter() < warm_until:
-        torch.matmul(a, b, out=c)
-    best = float("inf")
-    for _ in range(runs):
-        sync()
-        t = time.perf_counter()
-        torch.matmul(a, b, out=c)
-        sync()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def peak_matmul_flops(dtype: torch.dtype, device: torch.device) -> float:
-    """Measured peak of this device for square matmuls in `dtype`: the denominator of MFU."""
-    n = 4096 if device.type == "cuda" else 2048
-    return 2 * n**3 / best_matmul_seconds(n, dtype, device)
+def slow_bf16_warning(requested: str, device: torch.device) -> str | None:
+    """One line when bf16 was asked for on a CPU where it is measured slower than fp32 (the run proceeds as asked)."""
+    if requested != "bf16" or device.type != "cpu":
+        return None
+    speedup = bf16_speedup()
+    if speedup >= 1.0:
+        return None
+    cpu = cpu_identity()
+    flags = ", ".join(cpu["flags"]) or "none of " + ", ".join(FLAGS)
+    return (f"warning: --mixed-precision bf16 on {cpu['model']} (ISA: {flags}): bf16 matmuls measured "
+            f"{1 / speedup:.0f}x slower than fp32 here; training in bf16 as asked (--mixed-precision auto picks fp32)")
 
 
 def flops_per_token(config, n_params: int, seq_length: int) -> float:
@@ -360,7 +346,7 @@ def evaluate_loss(model, accelerator, dataloader, max_batches):
         if i >= max_batches:
             break
         batch = batch.to(accelerator.device)
-        loss = model(input_ids=batch, labels=batch).loss.double()
+        loss = model(input_ids=batch, labels=batch, use_cache=False).loss.double()
         n = batch.size(0) * (batch.size(1) - 1)
         total_loss += loss * n
         total_tokens += n
@@ -425,6 +411,9 @@ def train(cfg: TrainConfig) -> dict:
     accelerator = Accelerator(mixed_precision="no" if master_mode else precision,
                               gradient_accumulation_steps=cfg.grad_accum,
                               log_with="tensorboard", project_dir=str(out_dir), cpu=not torch.cuda.is_available())
+    warning = slow_bf16_warning(cfg.mixed_precision, accelerator.device)
+    if warning:
+        accelerator.print(warning)
     set_seed(cfg.seed)
     check_repo(cfg.repo)  # on every rank, so a bad --repo stops all of them, not only the one that pushes
 
@@ -520,6 +509,17 @@ def train(cfg: TrainConfig) -> dict:
     chunked_loss = (cfg.chunked_loss and not mlm and cfg.keytoken_alpha == 0 and accelerator.num_processes == 1
                     and type(accelerator.unwrap_model(model)) is GPT2LMHeadModel)
 
+    # torch.compile (inductor) of the forward: fuses the layer norms, GELUs, bias and residual adds of forward and
+    # backward around the matmuls, which on a CPU are most of what is not a matmul. The compiled module shares the
+    # model's parameters and is used for training steps only (validation and checkpoints see the model itself), so
+    # state dicts keep their names and eval mode never triggers a second compile.
+    forward, body = model, None
+    if cfg.compile:
+        if chunked_loss:
+            body = torch.compile(accelerator.unwrap_model(model).transformer, dynamic=False)
+        else:
+            forward = torch.compile(model, dynamic=False)
+
     step, tokens = 0, 0
     if cfg.resume:
         accelerator.load_state(str(state_dir))
@@ -536,7 +536,9 @@ def train(cfg: TrainConfig) -> dict:
             if len(ids) == 1:
                 keytoken_ids.append(ids[0])
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-    peak = peak_matmul_flops(dtype, accelerator.device) * accelerator.num_processes
+    # MFU's denominator: this device's rate on the products the model multiplies (probed once per machine, cached)
+    peak = model_peak_flops(config, cfg.batch_size * seq_length, dtype, accelerator.device,
+                            loss_rows=512 if chunked_loss else None) * accelerator.num_processes
     fpt = flops_per_token(config, n_params, seq_length)
     tokens_per_step = cfg.batch_size * seq_length * cfg.grad_accum * accelerator.num_processes
 
@@ -549,43 +551,52 @@ def train(cfg: TrainConfig) -> dict:
                    disable=not accelerator.is_local_main_process)
     eval_every = cfg.eval_every or cfg.save_every
     history = []
+    compile_s = None
     t_last, tokens_last = time.perf_counter(), tokens
     while step < cfg.max_steps:
         running = 0.0
-        for _ in range(cfg.grad_accum):
-            batch = next(batches)
-            if mlm:  # masked inputs; labels -100 except at the masked positions
-                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            else:
-                batch = batch.to(accelerator.device)  # (B, T)
-            with accelerator.accumulate(model):
-                if mlm:  # the loss over the masked positions, in fp32 whatever the model's dtype
-                    logits = model(input_ids=batch["input_ids"]).logits
-                    loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(),
-                                                             ignore_index=-100)
-                elif chunked_loss:
-                    with accelerator.autocast():  # a no-op with master weights
-                        loss = chunked_causal_lm_loss(model, batch)
-                elif keytoken_ids:
-                    loss = keytoken_weighted_loss(model(input_ids=batch).logits, batch, keytoken_ids,
-                                                  cfg.keytoken_alpha)
+        t_step = time.perf_counter()
+        try:
+            for _ in range(cfg.grad_accum):
+                batch = next(batches)
+                if mlm:  # masked inputs; labels -100 except at the masked positions
+                    batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 else:
-                    # Every chunk has exactly seq_length tokens, so the mean over micro-batches (what
-                    # accelerator.backward's 1/grad_accum scaling gives) is the true token mean.
-                    loss = model(input_ids=batch, labels=batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    if master is not None:
-                        master.take_grads()  # (already reduced across processes) -> fp32, on the master copies
-                        torch.nn.utils.clip_grad_norm_(master.master, cfg.max_grad_norm)
+                    batch = batch.to(accelerator.device)  # (B, T)
+                with accelerator.accumulate(model):
+                    if mlm:  # the loss over the masked positions, in fp32 whatever the model's dtype
+                        logits = forward(input_ids=batch["input_ids"]).logits
+                        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(),
+                                                                 ignore_index=-100)
+                    elif chunked_loss:
+                        with accelerator.autocast():  # a no-op with master weights
+                            loss = chunked_causal_lm_loss(model, batch, body=body)
+                    elif keytoken_ids:
+                        loss = keytoken_weighted_loss(forward(input_ids=batch, use_cache=False).logits, batch, keytoken_ids,
+                                                      cfg.keytoken_alpha)
                     else:
-                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                if master is not None and accelerator.sync_gradients:
-                    master.copy_to_model()
-            running += loss.detach().float().item() / cfg.grad_accum
+                        # Every chunk has exactly seq_length tokens, so the mean over micro-batches (what
+                        # accelerator.backward's 1/grad_accum scaling gives) is the true token mean.
+                        loss = forward(input_ids=batch, labels=batch, use_cache=False).loss
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        if master is not None:
+                            master.take_grads()  # (already reduced across processes) -> fp32, on the master copies
+                            torch.nn.utils.clip_grad_norm_(master.master, cfg.max_grad_norm)
+                        else:
+                            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    if master is not None and accelerator.sync_gradients:
+                        master.copy_to_model()
+                running += loss.detach().float().item() / cfg.grad_accum
+        except torch._dynamo.exc.TorchDynamoException as exc:  # only a compiled forward raises these
+            raise UserError(f"--compile: torch.compile failed here ({type(exc).__name__}: "
+                            f"{str(exc).strip().splitlines()[0][:160]}): drop --compile") from exc
+        if cfg.compile and not history:
+            compile_s = time.perf_counter() - t_step
+            accelerator.print(f"torch.compile: the first step took {compile_s:.1f} s (compiling; later steps reuse it)")
         step += 1
         tokens += tokens_per_step
         train_loss = accelerator.reduce(torch.tensor(running, device=accelerator.device), "mean").item()
@@ -623,7 +634,7 @@ def train(cfg: TrainConfig) -> dict:
     bar.close()
     accelerator.end_training()
     return {"steps": step, "tokens": tokens, "history": history, "n_params": n_params, "precision": precision,
-            "is_main": accelerator.is_main_process}
+            "is_main": accelerator.is_main_process, "compile_s": compile_s}
 
 
 def corpus_decontaminated(corpus) -> list[str] | None:

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from checkpoint_hub import open_hub
-from conftest import STDLIB, kill_then_resume
+from conftest import PRECISION, STDLIB, kill_then_resume
 from harness.cli import main as harness_main
 from pretrain.cli import main as pretrain_main
 
 MLM_ARGS = ["--objective", "mlm", "--model", "mlm-tiny", "--seq-length", "128", "--batch-size", "8",
-            "--eval-batches", "4", "--lr", "1e-3", "--warmup-steps", "4", "--mixed-precision", "bf16"]
+            "--eval-batches", "4", "--lr", "1e-3", "--warmup-steps", "4", "--mixed-precision", PRECISION]
 
 
 @pytest.fixture(scope="module")

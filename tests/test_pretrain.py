@@ -327,3 +327,108 @@ def test_master_weights_train_on_cuda(small_corpus, small_tokenizer, tmp_path):
     folder = hub.materialize(hub.head("cuda-run"))
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}
+
+
+def test_chunked_loss_in_bf16_matches_the_models_bf16_loss():
+    """The fused loss on bf16 weights (what master-weight training runs) against the model's own bf16 loss."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from pretrain.train import chunked_causal_lm_loss
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=300, n_positions=32))
+    model = model.to(torch.bfloat16).eval()
+    ids = torch.randint(0, 300, (2, 24))
+    ours = chunked_causal_lm_loss(model, ids, chunk_rows=16)
+    assert ours.dtype == torch.float32  # accumulated in fp32 whatever the weights
+    ours.backward()
+    grads = {n: p.grad.float().clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    reference = model(input_ids=ids, labels=ids).loss
+    reference.backward()
+    assert ours.item() == pytest.approx(reference.float().item(), rel=2e-2)
+    for name, p in model.named_parameters():
+        ref = p.grad.float()
+        assert (grads[name] - ref).norm() <= 0.05 * ref.norm() + 1e-4, name
+
+
+def test_bf16_master_weights_train_save_fp32_and_resume_exactly(small_corpus, small_tokenizer, tmp_path, capsys):
+    """bf16 weights with fp32 masters on this CPU, at a size that takes seconds even where bf16 is emulated (0.9
+    GFLOP/s): the loss falls, the checkpoint is fp32, and a run stopped at step 3 and resumed reaches step 6 with the
+    losses of an uninterrupted run (the fp32 masters, not the bf16 rounding, are what resume restores)."""
+    import torch
+    from safetensors import safe_open
+
+    from pretrain.train import TrainConfig, train
+
+    config = tmp_path / "micro.json"
+    config.write_text(json.dumps({"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 64,
+                                  "vocab_size": 2048, "activation_function": "gelu", "resid_pdrop": 0.0,
+                                  "embd_pdrop": 0.0, "attn_pdrop": 0.0}))
+
+    def run(name, steps, resume=False):
+        cfg = TrainConfig(model=str(config), tokenizer=str(small_tokenizer), corpus=str(small_corpus),
+                          repo=str(tmp_path / name / "hub"), run=name, max_steps=steps, save_every=3, batch_size=2,
+                          seq_length=32, lr=3e-3, eval_batches=1, output_dir=str(tmp_path / name / "state"),
+                          mixed_precision="bf16", num_workers=0, resume=resume,
+                          schedule="constant")  # the same learning rates whether a run stops at step 3 or 6
+        return train(cfg)
+
+    whole = run("whole", 6)
+    assert whole["precision"] == "bf16"
+    from pretrain.hardware import bf16_speedup
+
+    warned = [line for line in capsys.readouterr().out.splitlines() if "slower than fp32" in line]
+    assert len(warned) == (1 if bf16_speedup() < 1 else 0), warned  # the one line, where bf16 is measured slow
+    losses = [h["train_loss"] for h in whole["history"]]
+    assert all(map(math.isfinite, losses)) and losses[-1] < losses[0], losses
+    run("split", 3)
+    resumed = run("split", 6, resume=True)
+    assert [h["step"] for h in resumed["history"]] == [4, 5, 6]
+    assert [h["train_loss"] for h in resumed["history"]] == pytest.approx(losses[3:], abs=1e-6)
+    hub = open_hub(str(tmp_path / "whole" / "hub"))
+    folder = hub.materialize(hub.head("whole"))
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}
+
+
+def test_hardware_probes_are_bounded_and_cached(tmp_path, monkeypatch):
+    """Every probe finishes well under a second, even bf16 where it is emulated, and the second ask reads the cache."""
+    import time
+
+    import torch
+    from transformers import GPT2Config
+
+    from pretrain import hardware
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    config = GPT2Config(n_embd=256, n_layer=4, n_head=4, vocab_size=8192, n_positions=512)
+    cpu = torch.device("cpu")
+    for probe in (lambda: hardware.bf16_speedup(),
+                  lambda: hardware.peak_flops(torch.float32, cpu), lambda: hardware.peak_flops(torch.bfloat16, cpu),
+                  lambda: hardware.model_peak_flops(config, 2048, torch.float32, cpu, loss_rows=512),
+                  lambda: hardware.model_peak_flops(config, 2048, torch.bfloat16, cpu, loss_rows=512)):
+        t = time.perf_counter()
+        first = probe()
+        took = time.perf_counter() - t
+        assert first > 0 and took < 2.0, took  # budget 0.3-0.6 s; the margin is for a busy machine
+        t = time.perf_counter()
+        assert probe() == first and time.perf_counter() - t < 0.05
+    assert len(list((tmp_path / "hardware").glob("*.json"))) == 5
+    assert hardware.cpu_identity()["model"]
+
+
+def test_bf16_on_a_cpu_where_it_is_slow_is_one_warning_line(tmp_path, monkeypatch):
+    import torch
+
+    from pretrain import train as train_module
+
+    monkeypatch.setattr(train_module, "bf16_speedup", lambda: 1 / 84)
+    line = train_module.slow_bf16_warning("bf16", torch.device("cpu"))
+    assert line.startswith("warning: --mixed-precision bf16 on ") and "84x slower than fp32" in line
+    assert "\n" not in line and "as asked" in line
+    assert train_module.slow_bf16_warning("no", torch.device("cpu")) is None
+    assert train_module.slow_bf16_warning("auto", torch.device("cpu")) is None
+    monkeypatch.setattr(train_module, "bf16_speedup", lambda: 5.0)
+    assert train_module.slow_bf16_warning("bf16", torch.device("cpu")) is None

