@@ -1,15 +1,20 @@
 """Training throughput: our Accelerate loop vs transformers' Trainer (its default fp32), same model, data and batch.
 
 Both run in this one invocation, each in a fresh subprocess, on the tiny and the small config, interleaved (Trainer,
-ours, Trainer, ours, ...) `--repeats` times; each side's fastest run counts (noise on a shared machine only ever
-slows a run down), and every run is printed. Prints tokens/s, MFU (model FLOPs over this CPU's peak matmul rate in
-the dtype each uses, probed once at the start) and the train loss after the same number of tokens. On tiny,
-`--levers` also times our loop with each lever off in turn: autocast instead of bf16 weights with fp32 master
-copies; full fp32 logits instead of the fused chunked loss; SDPA instead of the short-context attention; glibc's
+ours, ours compiled, Trainer, ...) `--repeats` times; each side's fastest run counts (noise on a shared machine only
+ever slows a run down), and every run is printed. First the CPU model and its ISA flags (amx_bf16, avx512_bf16, avx2).
+Per run: tokens/s after the warm-up steps, MFU twice (model FLOPs over this device's square-matmul peak, and over
+its rate at the products that model really multiplies, so the headroom left is visible; both probed once per
+machine and cached, see pretrain/hardware.py), and the train loss after the same number of tokens. "ours-compiled"
+is our loop with --compile (torch.compile); its compile time, the first step, is printed apart and not counted.
+`--levers` also times our loop with each lever off in turn: autocast instead of bf16 weights with fp32 master copies
+(bf16 only); full fp32 logits instead of the fused chunked loss; SDPA instead of the short-context attention; glibc's
 default malloc thresholds instead of keeping freed tensor memory for reuse; GPT-2's tanh-GELU instead of the exact
-GELU (the model config changes, so that one row is "ours" on the old config). Last lines: speedup_vs_trainer (tiny)
-and speedup_vs_trainer_small.
+GELU (the model config changes, so that one row is "ours" on the old config). Last lines: speedup_vs_trainer (tiny),
+speedup_vs_trainer_compiled, and the same for small.
     python bench/train_throughput.py [--steps-tiny 40] [--steps-small 6] [--repeats 2] [--skip-small] [--levers]
+    python bench/train_throughput.py --smoke    # seconds: toy sizes, one run each, no compile (CI runs it)
+    python bench/train_throughput.py --device cuda [--cuda-models small,large]
 """
 import argparse
 import json
@@ -39,6 +44,7 @@ if spec["which"].startswith("ours"):
                       seq_length=seq, lr=spec["lr"], eval_every=10**9, eval_batches=1,
                       output_dir=spec["out"], **spec.get("options", {}))
     result = train(cfg)
+    compile_s = result["compile_s"]
     hist = result["history"]
     times, losses, n_params, dtype = [h["time"] for h in hist], [h["train_loss"] for h in hist], result["n_params"], torch.bfloat16 if result["precision"] == "bf16" else torch.float32
 else:
@@ -63,12 +69,13 @@ else:
                              bf16=spec["which"] == "trainer-bf16", seed=1, dataloader_num_workers=0, disable_tqdm=True)
     Trainer(model=model, args=args, train_dataset=ds, callbacks=[Clock()]).train()
     dtype = torch.bfloat16 if args.bf16 else torch.float32
+    compile_s = None
 k = spec["warm"]
 tokens = (len(times) - 1 - k) * spec["batch"] * seq
 tok_s = tokens / (times[-1] - times[k])
 tail = losses[-5:]
 print(json.dumps({"tok_s": tok_s, "flops_s": tok_s * flops_per_token(config, n_params, seq), "loss": sum(tail) / len(tail), "tokens": len(losses) * spec["batch"] * seq,
-                  "dtype": str(dtype).split(".")[-1], "n_params": n_params}))
+                  "dtype": str(dtype).split(".")[-1], "n_params": n_params, "compile_s": compile_s}))
 '''
 
 
@@ -157,6 +164,8 @@ def main():
             model_peaks = {}  # per dtype: the rate at this model's own products (unchunked loss: one for both sides)
             bases = ("trainer", "trainer-bf16") if args.device == "cuda" else ("trainer",)
             variants = {which: ({}, model) for which in (*bases, "ours")}
+            if not args.smoke:  # compiling takes a minute or more on 2 cores
+                variants["ours-compiled"] = ({"compile": True}, model)  # its compile time printed apart
             if args.levers and model == "small" and args.device == "cuda":
                 variants.update({"ours-autocast": ({"master_weights": False}, model),
                                  "ours-nochunk": ({"chunked_loss": False}, model)})
@@ -185,23 +194,23 @@ def main():
                     print(f"{model:6s} {which:14s} {r['dtype']:9s} {r['tok_s']:10,.0f} tok/s  MFU {100 * r['mfu']:5.1f}% "
                           f"of the square peak, {100 * r['mfu_model']:5.1f}% of the model-shape peak "
                           f"({model_peaks[r['dtype']] / 1e9:,.0f} GFLOP/s)  "
-                          f"loss after {r['tokens']:,} tokens: {r['loss']:.3f}", flush=True)
+                          f"loss after {r['tokens']:,} tokens: {r['loss']:.3f}" +
+                          (f"  (compile: first step {r['compile_s']:.1f} s, not counted)" if r["compile_s"] else ""),
+                          flush=True)
             best = {which: max(rs, key=lambda r: r["tok_s"]) for which, rs in runs.items()}
             for which, r in best.items():
-                if which.startswith("ours-"):
+                if which.startswith("ours-") and which != "ours-compiled":
                     print(f"{model}: lever {which[5:]:10s}: ours / that = {best['ours']['tok_s'] / r['tok_s']:.2f}")
             for base in bases:
-                speedups[(model, base)] = best["ours"]["tok_s"] / best[base]["tok_s"]
-                print(f"{model}: best of {repeats}: ours {best['ours']['tok_s']:,.0f} / {base} {best[base]['tok_s']:,.0f} "
-                      f"tokens/s = {speedups[(model, base)]:.2f}; loss at equal tokens ours {best['ours']['loss']:.3f}, "
-                      f"{base} {best[base]['loss']:.3f}", flush=True)
-    if args.device == "cpu":
-        print(f"speedup_vs_trainer: {speedups[('tiny', 'trainer')]:.2f}")
-        if ("small", "trainer") in speedups:
-            print(f"speedup_vs_trainer_small: {speedups[('small', 'trainer')]:.2f}")
-    else:
-        for (model, base), ratio in speedups.items():
-            print(f"cuda_speedup_vs_{base.replace('-', '_')}_{model}: {ratio:.2f}")
+                for ours in [o for o in ("ours", "ours-compiled") if o in best]:
+                    speedups[(model, base, ours)] = best[ours]["tok_s"] / best[base]["tok_s"]
+                    print(f"{model}: best of {repeats}: {ours} {best[ours]['tok_s']:,.0f} / {base} "
+                          f"{best[base]['tok_s']:,.0f} tokens/s = {speedups[(model, base, ours)]:.2f}; loss at equal "
+                          f"tokens {ours} {best[ours]['loss']:.3f}, {base} {best[base]['loss']:.3f}", flush=True)
+    for (model, base, ours), ratio in speedups.items():
+        name = "speedup_vs_" + base.replace("-", "_") + ("" if model == "tiny" else f"_{model}")
+        name = ("cuda_" if args.device == "cuda" else "") + name + ("_compiled" if ours == "ours-compiled" else "")
+        print(f"{name}: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def short_causal_attention(module, query, key, value, attention_mask, scaling=No
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     batch, heads, length, dim = query.shape
-    if (query.device.type != "cpu" or query.dtype not in (torch.bfloat16, torch.float32) or attention_mask is not None or dropout > 0
+    if (query.device.type != "cpu" or query.dtype != torch.bfloat16 or attention_mask is not None or dropout > 0
             or key.shape != query.shape or not 1 < length <= MAX_LENGTH or not getattr(module, "is_causal", True)):
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)

@@ -259,7 +259,7 @@ def chunked_causal_lm_loss(model, input_ids, chunk_rows: int = 512, body=None):
     as `model(input_ids, labels=input_ids).loss` (mean over the B x (T-1) targets), without fp32 logits. `body`: the
     model's transformer as torch.compile returned it (the same parameters), else the model's own."""
     # use_cache=False: GPT-2's config says True, which in training builds a key/value cache at every forward (copies)
-    body = body or model.transformer
+    body = model.transformer if body is None else body
     hidden = body(input_ids=input_ids, use_cache=False).last_hidden_state[:, :-1]
     hidden = hidden.reshape(-1, hidden.size(-1))
     targets = input_ids[:, 1:].reshape(-1)

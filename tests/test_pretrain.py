@@ -353,6 +353,41 @@ def test_chunked_loss_in_bf16_matches_the_models_bf16_loss():
         assert (grads[name] - ref).norm() <= 0.05 * ref.norm() + 1e-4, name
 
 
+def micro_config(tmp_path, layers=2):
+    """A GPT-2 small enough that a training step takes milliseconds, even in emulated bf16 (0.9 GFLOP/s)."""
+    config = tmp_path / "micro.json"
+    config.write_text(json.dumps({"model_type": "gpt2", "n_embd": 32, "n_layer": layers, "n_head": 2, "n_positions": 64,
+                                  "vocab_size": 2048, "activation_function": "gelu", "resid_pdrop": 0.0,
+                                  "embd_pdrop": 0.0, "attn_pdrop": 0.0}))
+    return config
+
+
+def micro_run(config, small_corpus, small_tokenizer, root, name, steps, **options):
+    from pretrain.train import TrainConfig, train
+
+    cfg = TrainConfig(model=str(config), tokenizer=str(small_tokenizer), corpus=str(small_corpus),
+                      repo=str(root / name / "hub"), run=name, max_steps=steps, save_every=3, batch_size=2,
+                      seq_length=32, lr=3e-3, eval_batches=1, output_dir=str(root / name / "state"), num_workers=0,
+                      schedule="constant",  # the same learning rates whether a run stops at step 3 or 6
+                      **options)
+    return train(cfg)
+
+
+def test_compiled_forward_trains_like_the_eager_one(small_corpus, small_tokenizer, tmp_path, capsys):
+    """--compile (torch.compile of the forward): the same losses as the eager loop, and checkpoints that load."""
+    config = micro_config(tmp_path, layers=1)  # compile time grows with the graph: one layer keeps it short
+    eager = micro_run(config, small_corpus, small_tokenizer, tmp_path, "eager", 3, mixed_precision="no")
+    compiled = micro_run(config, small_corpus, small_tokenizer, tmp_path, "compiled", 3, mixed_precision="no",
+                         compile=True)
+    assert compiled["compile_s"] > 0 and "torch.compile: the first step took" in capsys.readouterr().out
+    assert [h["train_loss"] for h in compiled["history"]] == pytest.approx(
+        [h["train_loss"] for h in eager["history"]], rel=1e-4)
+    hub = open_hub(str(tmp_path / "compiled" / "hub"))
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(hub.materialize(hub.head("compiled")))  # plain names, no _orig_mod.
+
+
 def test_bf16_master_weights_train_save_fp32_and_resume_exactly(small_corpus, small_tokenizer, tmp_path, capsys):
     """bf16 weights with fp32 masters on this CPU, at a size that takes seconds even where bf16 is emulated (0.9
     GFLOP/s): the loss falls, the checkpoint is fp32, and a run stopped at step 3 and resumed reaches step 6 with the
@@ -360,20 +395,11 @@ def test_bf16_master_weights_train_save_fp32_and_resume_exactly(small_corpus, sm
     import torch
     from safetensors import safe_open
 
-    from pretrain.train import TrainConfig, train
-
-    config = tmp_path / "micro.json"
-    config.write_text(json.dumps({"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 64,
-                                  "vocab_size": 2048, "activation_function": "gelu", "resid_pdrop": 0.0,
-                                  "embd_pdrop": 0.0, "attn_pdrop": 0.0}))
+    config = micro_config(tmp_path)
 
     def run(name, steps, resume=False):
-        cfg = TrainConfig(model=str(config), tokenizer=str(small_tokenizer), corpus=str(small_corpus),
-                          repo=str(tmp_path / name / "hub"), run=name, max_steps=steps, save_every=3, batch_size=2,
-                          seq_length=32, lr=3e-3, eval_batches=1, output_dir=str(tmp_path / name / "state"),
-                          mixed_precision="bf16", num_workers=0, resume=resume,
-                          schedule="constant")  # the same learning rates whether a run stops at step 3 or 6
-        return train(cfg)
+        return micro_run(config, small_corpus, small_tokenizer, tmp_path, name, steps, mixed_precision="bf16",
+                         resume=resume)
 
     whole = run("whole", 6)
     assert whole["precision"] == "bf16"
