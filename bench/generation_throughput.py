@@ -6,6 +6,12 @@ are identical, and times a fully cached re-evaluation with `harness eval --ckpt`
     python bench/generation_throughput.py [--repo HUB --ckpt BRANCH] [--n 10] [--limit 164] [--device cpu|cuda]
     python bench/generation_throughput.py --smoke     # seconds: toy sizes, the same code path (CI runs it)
 Without --repo it first trains a tiny model for a minute on this Python's standard library.
+
+    python bench/generation_throughput.py --endpoint [--repo HUB --ckpt BRANCH] [--concurrency 8] [--limit 8]
+Serves the checkpoint with `transformers serve` on loopback (with --continuous-batching by default, the server's
+batching that concurrent requests feed; --serve-args= without it) and times `harness eval --endpoint` at --concurrency
+1 and N: tokens/s of each and their ratio, whether both gave the same completions, and that a cached re-run sends
+no request (the server's access log does not grow).
 """
 import argparse
 import os
@@ -63,26 +69,106 @@ def hf_generate(model, tok, prompts, params, context, batch_prompts=1):
     return out
 
 
+def start_server(folder: str, serve_args: list[str], log_path: str):
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = open(log_path, "a")
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "transformers"), "serve", folder,
+                             "--host", "127.0.0.1", "--port", str(port), *serve_args], stdout=log,
+                            stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"transformers serve exited: {open(log_path).read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return proc, f"http://127.0.0.1:{port}/v1"
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("transformers serve did not start in 300 s")
+
+
+def endpoint_bench(args, repo, branch, tmp):
+    import json
+
+    hub = open_hub(repo)
+    folder = str(hub.materialize(hub.resolve(branch)))
+    log_path = os.path.join(tmp, "serve.log")
+    proc, url = start_server(folder, args.serve_args.split(), log_path)
+    harness = os.path.join(os.path.dirname(sys.executable), "harness")
+    sandbox = "docker" if subprocess.run(["docker", "info"], capture_output=True).returncode == 0 else "process"
+    try:
+        # One request first: continuous batching sets its paged cache up on the first one; neither run pays it.
+        warm = [harness, "eval", "--endpoint", url, "--served-model", folder, "--limit", "1", "--n", "1", "--k", "1",
+                "--temperature", "0", "--max-new-tokens", "4", "--sandbox", "process", "--no-leaderboard",
+                "--output-dir", os.path.join(tmp, "warm")]
+        subprocess.run(warm, check=True, capture_output=True, env=dict(os.environ, HARNESS_CACHE=os.path.join(tmp, "w")))
+        runs = {}
+        for concurrency in (1, args.concurrency):
+            env = dict(os.environ, HARNESS_CACHE=os.path.join(tmp, f"cache-{concurrency}"))
+            out = os.path.join(tmp, f"eval-{concurrency}")
+            cmd = [harness, "eval", "--endpoint", url, "--served-model", folder, "--limit", str(args.limit),
+                   "--n", str(args.n), "--k", "1", "--temperature", str(args.temperature),
+                   "--max-new-tokens", str(args.max_new_tokens), "--concurrency", str(concurrency),
+                   "--sandbox", sandbox, "--no-leaderboard", "--output-dir", out]
+            subprocess.run(cmd, check=True, capture_output=True, env=env)
+            timing = json.load(open(os.path.join(out, "summary.json")))["generation_timing"]
+            runs[concurrency] = (cmd, env, out, timing)
+            print(f"--concurrency {concurrency}: {timing['requests']} requests, {timing['new_tokens']} tokens in "
+                  f"{timing['seconds']:.1f}s = {timing['tokens_per_s']} tokens/s", flush=True)
+        one, many = runs[1][3], runs[args.concurrency][3]
+        same = [json.loads(a)["completion"] == json.loads(b)["completion"]
+                for a, b in zip(open(os.path.join(runs[1][2], "results.jsonl")),
+                                open(os.path.join(runs[args.concurrency][2], "results.jsonl")))]
+        print(f"completions identical at --concurrency 1 and {args.concurrency}: {sum(same)}/{len(same)}")
+        cmd, env, _, _ = runs[args.concurrency]
+        size = os.path.getsize(log_path)
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, env=env)
+        cached = time.perf_counter() - start
+        sent = open(log_path).read()[size:].count("HTTP/1.1")
+        print(f"cached re-run: {cached:.2f}s wall, {sent} requests reached the server")
+        print(f"speedup_concurrency_{args.concurrency}_vs_1: {many['tokens_per_s'] / one['tokens_per_s']:.2f}")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repo")
     ap.add_argument("--ckpt", default="bench")
-    ap.add_argument("--n", type=int, default=10)
-    ap.add_argument("--limit", type=int, default=164)
+    ap.add_argument("--n", type=int, default=None, help="default 10 (1 with --endpoint)")
+    ap.add_argument("--limit", type=int, default=None, help="default 164 (8 with --endpoint)")
     ap.add_argument("--greedy-limit", type=int, default=40)
-    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--max-new-tokens", type=int, default=None, help="default 128 (32 with --endpoint)")
     ap.add_argument("--batch-prompts", type=int, default=16, help="prompts per batched generate() call")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--smoke", action="store_true", help="seconds: toy sizes, the same code path (for CI)")
+    ap.add_argument("--endpoint", action="store_true", help="time `harness eval --endpoint` through transformers serve")
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--temperature", type=float, default=0.0, help="with --endpoint (0: the two runs must agree)")
+    ap.add_argument("--serve-args", default="--continuous-batching", help="extra `transformers serve` options")
     args = ap.parse_args()
     if args.smoke:
         args.n, args.limit, args.greedy_limit, args.max_new_tokens, args.batch_prompts = 2, 4, 2, 8, 2
+    if args.endpoint:
+        args.n, args.limit, args.max_new_tokens = args.n or 1, args.limit or 8, args.max_new_tokens or 32
+    else:
+        args.n, args.limit, args.max_new_tokens = args.n or 10, args.limit or 164, args.max_new_tokens or 128
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: no CUDA device is visible; run on a GPU machine or drop --device")
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         tiny = dict(files=80, steps=2, seq_length=128) if args.smoke else {}
         repo, branch = (args.repo, args.ckpt) if args.repo else quick_tiny_run(tmp, **tiny)
+        if args.endpoint:
+            return endpoint_bench(args, repo, branch, tmp)
         hub = open_hub(repo)
         folder = hub.materialize(hub.resolve(branch))
         from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -75,19 +75,31 @@ def cmd_sandbox_check(args) -> int:
 
 def cmd_eval(args) -> int:
     given = [name for name, on in (("--samples", args.samples is not None), ("--model", args.model is not None),
-                                   ("--ckpt/--all-branches", args.ckpt is not None or args.all_branches)) if on]
+                                   ("--ckpt/--all-branches", args.ckpt is not None or args.all_branches),
+                                   ("--endpoint", args.endpoint is not None)) if on]
     if len(given) != 1:
         raise UserError("harness eval needs exactly one of --samples FILE (completions to score), --model DIR "
-                        "(a save_pretrained folder) or a checkpoint (--ckpt BRANCH[@COMMIT] / --all-branches)"
+                        "(a save_pretrained folder), a checkpoint (--ckpt BRANCH[@COMMIT] / --all-branches) or "
+                        "--endpoint URL (an OpenAI-compatible server)"
                         + (f"; got {' and '.join(given)}" if given else ""))
     if args.samples is not None:
+        if args.chat:
+            raise UserError("--chat applies to generation (--ckpt, --model, --endpoint); --samples scores "
+                            "completions as they are: drop --chat")
         return eval_samples(args)
     from harness.checkpoints import CheckpointRef, open_repo, resolve_refs
     from harness.config import EvalConfig
-    from harness.evaluate import evaluate_checkpoints
-    from harness.tables import format_checkpoint_table
+    from harness.evaluate import evaluate_checkpoints, evaluate_endpoint
+    from harness.tables import format_checkpoint_table, format_summary
 
+    if args.served_model is not None and args.endpoint is None:
+        raise UserError("--served-model names a model of an --endpoint: add --endpoint URL")
     cfg = EvalConfig.from_args(args)
+    if cfg.endpoint is not None:
+        for summary in evaluate_endpoint(cfg):
+            print(format_summary(summary))
+            print(f"wrote {summary.output_dir}")
+        return 0
     if args.model is not None:
         from checkpoint_hub.folder import FolderHub
 
@@ -232,6 +244,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", default="1,10,100", help="comma-separated k for pass@k")
     p.add_argument("--output-dir", help="where results.jsonl and summary.json go (default under eval/)")
     p.add_argument("--limit", type=int, help="score only the first N tasks of the suite")
+    p.add_argument("--endpoint", metavar="URL", help="generate through an OpenAI-compatible server (vLLM, TGI, "
+                                                     "transformers serve): its API base, e.g. http://localhost:8000/v1")
+    p.add_argument("--served-model", metavar="NAME", help="with --endpoint: the model name the server answers to")
+    p.add_argument("--api-key-env", metavar="VAR", help="with --endpoint: the environment variable that holds the "
+                                                        "server's API key (default: the server needs none)")
+    p.add_argument("--concurrency", type=int, default=8, help="with --endpoint: requests in flight at once")
+    p.add_argument("--retries", type=int, default=6, help="with --endpoint: further tries of a request that met a "
+                                                          "429, a 5xx, a time-out or a dropped connection")
+    p.add_argument("--request-timeout", type=float, default=600.0, help="with --endpoint: seconds per request")
+    p.add_argument("--chat", action="store_true",
+                   help="an instruct model: each task asked as a chat (the prompt with an instruction to complete "
+                        "it), the program drawn from the answer (fenced block, then the entry point and what it "
+                        "needs); local checkpoints render it with their tokenizer's chat template")
+    p.add_argument("--chat-template", metavar="FILE", help="with --chat and a local checkpoint: a Jinja chat "
+                                                           "template in place of the tokenizer's")
     add_sandbox_args(p)
     add_checkpoint_args(p)
     p.set_defaults(func=cmd_eval)

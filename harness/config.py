@@ -9,6 +9,7 @@ from pathlib import Path
 
 from common.errors import UserError
 from harness.calibrate import TIMEOUT_FACTOR
+from harness.chat import read_template
 from sandbox.jobs import ORACLES
 from sandbox.limits import DEFAULT_MEMORY_MB, DEFAULT_SLOTS, DEFAULT_TIMEOUT_S, MAX_SLOTS, MIN_MEMORY_MB
 from tasks.passk import parse_ks
@@ -82,6 +83,38 @@ class SandboxConfig:
 
 
 @dataclass(frozen=True)
+class EndpointConfig:
+    """An OpenAI-compatible server to generate through (`--endpoint`) instead of loading a checkpoint."""
+    url: str  # the API base, e.g. http://localhost:8000/v1
+    served_model: str  # the model name the server answers to (--served-model)
+    api_key_env: str | None = None  # the environment variable holding the key; None: the server needs none
+    concurrency: int = 8  # requests in flight at once
+    retries: int = 6  # further tries of a request that met a 429, a 5xx, a time-out or a dropped connection
+    request_timeout: float = 600.0  # seconds one request may take
+
+    def __post_init__(self):
+        if not self.url.startswith(("http://", "https://")):
+            raise UserError(f"--endpoint must be an http:// or https:// URL (e.g. http://localhost:8000/v1), "
+                            f"got {self.url!r}")
+        if not self.served_model:
+            raise UserError("--endpoint needs --served-model NAME: the model name the server answers to "
+                            "(GET /v1/models lists them)")
+        if self.concurrency < 1 or self.retries < 0 or self.request_timeout <= 0:
+            raise UserError("--concurrency must be at least 1, --retries at least 0 and --request-timeout positive")
+
+    def key(self) -> str:
+        """What generations through this endpoint are cached under: the server's URL and the model it serves."""
+        return "endpoint-" + hashlib.sha256(f"{self.url.rstrip('/')}\0{self.served_model}".encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_args(cls, args) -> "EndpointConfig | None":
+        if args.endpoint is None:
+            return None
+        return cls(url=args.endpoint, served_model=args.served_model or "", api_key_env=args.api_key_env,
+                   concurrency=args.concurrency, retries=args.retries, request_timeout=args.request_timeout)
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     tasks: str = "humaneval"  # registered suites or JSONL files of tasks, comma-separated
     limit: int | None = None  # only the first N tasks
@@ -95,8 +128,16 @@ class EvalConfig:
     output_dir: Path | None = None  # default: eval/<branch>/<commit>-<suite>-<params>
     leaderboard: Path | None = Path("results/leaderboard.csv")  # None: do not upsert
     board_name: str | None = None  # how leaderboard rows name the hub (--name); default: portable path or repo id
+    chat: bool = False  # instruct models: prompts asked as a chat, programs extracted from the answers
+    chat_template: str | None = None  # a Jinja chat template (--chat-template) in place of the tokenizer's
+    endpoint: EndpointConfig | None = None  # generate through this server instead of a checkpoint
 
     def __post_init__(self):
+        if self.chat_template is not None and not self.chat:
+            raise UserError("--chat-template applies to --chat only: add --chat")
+        if self.chat_template is not None and self.endpoint is not None:
+            raise UserError("--chat-template applies to local checkpoints: a server applies its own template (vLLM: "
+                            "`vllm serve DIR --chat-template FILE`); drop --chat-template")
         if self.gen_batch_size < 1:
             raise UserError(f"--gen-batch-size must be at least 1, got {self.gen_batch_size}")
         if self.ppl_max_tokens < 2:
@@ -111,7 +152,9 @@ class EvalConfig:
                    ppl_max_tokens=args.ppl_max_tokens,
                    output_dir=Path(args.output_dir) if args.output_dir else None,
                    leaderboard=None if args.no_leaderboard else Path(args.leaderboard),
-                   board_name=getattr(args, "name", None))
+                   board_name=getattr(args, "name", None), chat=getattr(args, "chat", False),
+                   chat_template=read_template(getattr(args, "chat_template", None)),
+                   endpoint=EndpointConfig.from_args(args) if hasattr(args, "endpoint") else None)
 
     def load_suites(self) -> list:
         from tasks import load_suites
@@ -120,7 +163,15 @@ class EvalConfig:
 
     def checkpoint_dir(self, ref, suite, many: bool) -> Path:
         """One directory per evaluation; --output-dir is used as is for a single checkpoint, as a root for many."""
-        return self.evaluation_dir(ref, f"{suite.hash[:8]}-{self.gen.key()[:8]}", many)
+        return self.evaluation_dir(ref, f"{suite.hash[:8]}-{self.gen.key()[:8]}{'-chat' if self.chat else ''}", many)
+
+    def endpoint_dir(self, suite, many: bool) -> Path:
+        """eval/endpoint/<served model>-<suite>-<params> (or --output-dir itself for a single suite)."""
+        if self.output_dir and not many:
+            return self.output_dir
+        name = Path(self.endpoint.served_model.rstrip("/")).name.replace(":", "_") or "model"
+        what = f"{name}-{suite.hash[:8]}-{self.gen.key()[:8]}{'-chat' if self.chat else ''}"
+        return (self.output_dir or Path("eval")) / "endpoint" / what
 
     def evaluation_dir(self, ref, what: str, many: bool) -> Path:
         """eval/<branch>/<commit>-<what> (or --output-dir itself for a single evaluation)."""

@@ -139,28 +139,78 @@ def decontamination(state: TrainingState | None, suite: Suite) -> bool | None:
     return suite.name.partition("[")[0] in state.decontaminated
 
 
-def prompt_id(prompt: str) -> str:
-    """Generations are keyed by prompt content: suites that share a prompt (HumanEval and HumanEval+) share them."""
-    return hashlib.sha256(prompt.encode()).hexdigest()[:16]
+def prompt_id(prompt: str | list) -> str:
+    """Generations are keyed by prompt content: suites that share a prompt (HumanEval and HumanEval+) share them.
+    A chat (a list of messages, sent to a server as it is) is keyed by its JSON."""
+    text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass
 class PromptGroup:
     """The distinct prompts of the suites that end completions at the same stop sequences: generated once."""
     params: GenParams
-    prompts: dict[str, str]  # prompt id -> prompt, in first-seen order
+    prompts: dict[str, str | list]  # prompt id -> prompt (or chat messages), in first-seen order
 
     def cache(self, commit: str) -> GenerationCache:
         return GenerationCache(cache_root(), commit, self.params.key())
 
 
-def prompt_groups(suites: list[Suite], gen: GenParams) -> list[PromptGroup]:
+def completion_prompt(task) -> str:
+    return task.prompt
+
+
+def prompt_groups(suites: list[Suite], gen: GenParams, ask=completion_prompt, chat: bool = False) -> list[PromptGroup]:
+    """`ask(task)`: what the model is given for a task (its prompt; with `chat`, the rendered chat or the messages).
+    A chat answer runs to the end of the model's turn: no stop sequence, whatever the suite."""
     groups: dict[tuple[str, ...], PromptGroup] = {}
     for suite in suites:
-        group = groups.setdefault(suite.stop, PromptGroup(replace(gen, stop=suite.stop), {}))
+        stop = () if chat else suite.stop
+        group = groups.setdefault(stop, PromptGroup(replace(gen, stop=stop), {}))
         for t in suite.tasks:
-            group.prompts.setdefault(prompt_id(t.prompt), t.prompt)
+            asked = ask(t)
+            group.prompts.setdefault(prompt_id(asked), asked)
     return list(groups.values())
+
+
+def asker(hub: Hub, ref: CheckpointRef, cfg: EvalConfig):
+    """What a local checkpoint is given for a task: the prompt, or with --chat the chat rendered by its template."""
+    if not cfg.chat:
+        return completion_prompt
+    from harness.chat import messages, render
+    from harness.checkpoints import load_tokenizer
+
+    tokenizer = load_tokenizer(Path(hub.materialize(ref.commit)))
+    rendered = {}
+
+    def ask(task) -> str:
+        if task.prompt not in rendered:
+            rendered[task.prompt] = render(tokenizer, messages(task.prompt, task.entry_point), cfg.chat_template,
+                                           f"checkpoint {ref.short}")
+        return rendered[task.prompt]
+
+    return ask
+
+
+def suite_samples(suite: Suite, have: dict, ask, n: int, chat: bool) -> list[Sample]:
+    """The cached generations of a suite's tasks as samples; a chat answer is judged on the program drawn from it
+    (kept beside the raw answer in results.jsonl)."""
+    from harness.chat import program_of
+
+    samples = []
+    for t in suite.tasks:
+        pid = prompt_id(ask(t))
+        for k in range(n):
+            r = have[(pid, k)]
+            if chat:
+                program = program_of(r["completion"], t.entry_point, t.prompt)
+                samples.append(Sample(t.task_id, program, {"task_id": t.task_id, "sample_index": r["index"],
+                                                           "solution": program, "raw_answer": r["completion"]},
+                                      solution=program))
+            else:
+                samples.append(Sample(t.task_id, r["completion"], {"task_id": t.task_id, "sample_index": r["index"],
+                                                                   "completion": r["completion"]}))
+    return samples
 
 
 def generate_missing(lazy: LazyModel, group: PromptGroup, cfg: EvalConfig, context: int | None, ranks: Ranks) -> dict:
@@ -205,7 +255,8 @@ def evaluate_checkpoint(hub: Hub, ref: CheckpointRef, suites: list[Suite], cfg: 
     ppl = cached_perplexity(lazy, cfg, state) if cfg.ppl else None
     # The trained context, not the configured one: positions a run never trained on make neither score nor code.
     context = state.seq_length if state else None
-    groups = prompt_groups(suites, cfg.gen)
+    ask = asker(hub, ref, cfg)
+    groups = prompt_groups(suites, cfg.gen, ask, cfg.chat)
     gen_info = {"generated_now": 0, "seconds": 0.0, "new_tokens": 0}
     for group in groups:
         info = generate_missing(lazy, group, cfg, context, ranks)
@@ -217,17 +268,16 @@ def evaluate_checkpoint(hub: Hub, ref: CheckpointRef, suites: list[Suite], cfg: 
         n_params = lazy.get()[0].num_parameters()
     summaries = []
     for suite in suites:
-        group = next(g for g in groups if g.params.stop == suite.stop)
+        group = next(g for g in groups if g.params.stop == (() if cfg.chat else suite.stop))
         have = group.cache(ref.commit).load()
-        rows = [(t.task_id, have[(prompt_id(t.prompt), k)]) for t in suite.tasks for k in range(cfg.gen.n)]
-        truncated = sorted({tid for tid, r in rows if r.get("prompt_truncated")})
+        truncated = sorted({t.task_id for t in suite.tasks for k in range(cfg.gen.n)
+                            if have[(prompt_id(ask(t)), k)].get("prompt_truncated")})
         notes = []
         if truncated:
             notes.append(f"{len(truncated)} prompt(s) longer than the context were cut from the left "
                          f"(their end kept): {', '.join(truncated[:10])}")
             print(f"warning: {suite.name}: {notes[-1]}", file=sys.stderr)
-        samples = [Sample(tid, r["completion"], {"task_id": tid, "sample_index": r["index"],
-                                                 "completion": r["completion"]}) for tid, r in rows]
+        samples = suite_samples(suite, have, ask, cfg.gen.n, cfg.chat)
         out_dir = cfg.checkpoint_dir(ref, suite, many)
         clean = decontamination(state, suite)
         if clean is not True:
@@ -236,13 +286,15 @@ def evaluate_checkpoint(hub: Hub, ref: CheckpointRef, suites: list[Suite], cfg: 
             notes.append(f"not decontaminated against {suite.name}: {why}; pass@k may count memorised solutions")
             print(f"warning: {ref.short}: {suite.name}: {notes[-1]}", file=sys.stderr)
         meta = {
-            "objective": "clm", "decontaminated": clean,
+            "objective": "clm", "decontaminated": clean, "prompting": "chat" if cfg.chat else "completion",
             "repo": ref.repo, "branch": ref.branch, "commit": ref.commit,
             "step": state.step if state else None, "tokens_seen": state.tokens if state else None,
             "parameters": n_params,
             "perplexity": ppl["perplexity"] if ppl else None, "bits_per_byte": ppl["bits_per_byte"] if ppl else None,
             "perplexity_data": {k: ppl[k] for k in ("data", "tokens", "windows", "context")} if ppl else None,
-            "generation": {**asdict(group.params), "batch_size": cfg.gen_batch_size},
+            "generation": {**asdict(group.params), "batch_size": cfg.gen_batch_size,
+                           **({"chat_template": "--chat-template" if cfg.chat_template else "the tokenizer's"}
+                              if cfg.chat else {})},
             "generation_timing": {**gen_info, "truncated_prompts": truncated},
             "output_dir": str(out_dir),
         }
@@ -267,12 +319,11 @@ def evaluate_checkpoints(hub: Hub, refs: list[CheckpointRef], cfg: EvalConfig, n
     ranks = Ranks()
     suites = cfg.load_suites()
     if not ranks.is_main:
-        groups = prompt_groups(suites, cfg.gen)
         for ref in refs:
             state = training_state(hub, ref)
             if checkpoint_objective(hub, ref, state) == MASKED:
                 continue  # the main rank scores its perplexity alone
-            for group in groups:
+            for group in prompt_groups(suites, cfg.gen, asker(hub, ref, cfg), cfg.chat):
                 generate_missing(LazyModel(hub, ref, ranks), group, cfg, state.seq_length if state else None, ranks)
         return []
     if any(checkpoint_objective(hub, ref, training_state(hub, ref)) != MASKED for ref in refs):
@@ -282,4 +333,81 @@ def evaluate_checkpoints(hub: Hub, refs: list[CheckpointRef], cfg: EvalConfig, n
     for i, ref in enumerate(refs, 1):
         print(f"[{i}/{len(refs)}] {ref.short}", file=sys.stderr)
         summaries += evaluate_checkpoint(hub, ref, suites, cfg, ranks, many)
+    return summaries
+
+
+PERPLEXITY_SKIPPED = ("perplexity: not measured through an endpoint (completions APIs do not give the log-likelihood "
+                      "of a text reliably); evaluate the checkpoint with --ckpt for it")
+
+
+def endpoint_card(endpoint, cfg: EvalConfig, needed: bool) -> dict:
+    """The server's entry for the served model: asked when there is work to send (a repeated, fully cached run sends
+    no request at all), cached beside the generations for the runs that need none."""
+    path = cache_root() / "generations" / cfg.endpoint.key() / "model.json"
+    if needed or not path.exists():
+        card = endpoint.model_card()
+        atomic.write_json(path, card)
+        return card
+    return json.loads(path.read_text())
+
+
+def evaluate_endpoint(cfg: EvalConfig) -> list[Summary]:
+    """`harness eval --endpoint`: generation through an OpenAI-compatible server into the same generation cache as
+    local generation (keyed by the endpoint and its served model), then the same scoring, summary and leaderboard
+    row as a checkpoint's; perplexity is not measured."""
+    from harness.chat import messages
+    from harness.endpoint import MAX_STOP, Endpoint, Request
+    from harness.generate import sample_seed
+
+    t0 = time.perf_counter()
+    ep = cfg.endpoint
+    suites = cfg.load_suites()
+    endpoint = Endpoint(ep, chat=cfg.chat)  # a missing API key is one line before anything else
+    ask = (lambda t: messages(t.prompt, t.entry_point)) if cfg.chat else completion_prompt
+    groups = prompt_groups(suites, cfg.gen, ask, cfg.chat)
+    todo = []
+    for group in groups:
+        have = group.cache(ep.key()).load()
+        for pid, prompt in group.prompts.items():
+            missing = [k for k in range(group.params.n) if (pid, k) not in have]
+            if missing:
+                todo.append((group, Request(pid, prompt, missing, sample_seed(group.params.seed, pid, 0) % 2 ** 31)))
+    cfg.sandbox.preflight()
+    card = endpoint_card(endpoint, cfg, needed=bool(todo))
+    if todo:
+        bar = progress(total=sum(len(r.indices) for _, r in todo), desc=f"generating via {ep.url}", unit="sample")
+        try:
+            for group in groups:
+                mine = [r for g, r in todo if g is group]
+                if mine:
+                    with group.cache(ep.key()).appender() as append:
+                        endpoint.generate(mine, group.params, on_done=append, progress=bar)
+        finally:
+            bar.close()  # before the error line, if there is one: that line must be the last
+    stats = endpoint.stats
+    gen_info = {"generated_now": stats.sequences, "seconds": round(stats.seconds, 2), "new_tokens": stats.new_tokens,
+                "tokens_per_s": round(stats.new_tokens / stats.seconds, 1) if stats.seconds else None,
+                "requests": stats.requests, "retries": stats.retries, "n_per_request": stats.n_per_request,
+                "concurrency": ep.concurrency}
+    many = len(suites) > 1
+    summaries = []
+    for suite in suites:
+        group = next(g for g in groups if g.params.stop == (() if cfg.chat else suite.stop))
+        samples = suite_samples(suite, group.cache(ep.key()).load(), ask, cfg.gen.n, cfg.chat)
+        out_dir = cfg.endpoint_dir(suite, many)
+        meta = {
+            "objective": "clm", "prompting": "chat" if cfg.chat else "completion",
+            "endpoint": ep.url, "served_model": ep.served_model, "endpoint_model": card,
+            "generation": {**asdict(group.params), "stop_sent": list(group.params.stop[:MAX_STOP])},
+            "generation_timing": gen_info, "output_dir": str(out_dir),
+        }
+        summary = scoring.score(samples, suite, out_dir, cfg.sandbox.make_pool, cfg.sandbox.timeout, list(cfg.ks),
+                                meta=meta, notes=[PERPLEXITY_SKIPPED], sandbox=cfg.sandbox.backend,
+                                timeout_factor=cfg.sandbox.timeout_factor, oracle=cfg.sandbox.oracle)
+        summary.timings["total_s"] = round(time.perf_counter() - t0, 2)
+        summary.write(out_dir / SUMMARY)
+        if cfg.leaderboard is not None:
+            leaderboard.upsert(cfg.leaderboard, leaderboard.row_from_summary(summary, cfg.leaderboard,
+                                                                                    cfg.board_name))
+        summaries.append(summary)
     return summaries

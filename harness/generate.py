@@ -135,7 +135,7 @@ class StopScanner:
 
     def __init__(self, tokenizer, stops: tuple[str, ...]):
         self.tokenizer, self.stops = tokenizer, stops
-        self.longest = max(len(s) for s in stops)
+        self.longest = max((len(s) for s in stops), default=0)  # none: a chat answer runs to the end of its turn
         pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         decoder = byte_decoder()
         special = set(tokenizer.all_special_ids)
@@ -145,6 +145,8 @@ class StopScanner:
 
     def hit(self, tail: str, ids: list[int]) -> tuple[str, bool]:
         """`ids`: the row's new tokens so far (the newest last); `tail`: what this returned last time for the row."""
+        if not self.stops:
+            return tail, False
         if self.byte_level:
             tail = (tail + self.texts[ids[-1]])[-(self.longest + 64):]
         else:

@@ -13,11 +13,13 @@ from common import atomic
 from common.errors import UserError
 from harness.summary import Summary
 
-KEY = ("repo", "branch", "commit", "suite_hash", "n", "temperature", "top_p", "max_new_tokens", "seed", "oracle")
+KEY = ("repo", "branch", "commit", "suite_hash", "n", "temperature", "top_p", "max_new_tokens", "seed", "oracle",
+       "prompting")
 BASE_COLUMNS = ["repo", "branch", "commit", "step", "tokens", "parameters", "objective", "suite", "suite_hash",
                 "decontaminated", "perplexity", "bits_per_byte"]
-TAIL_COLUMNS = ["n", "temperature", "top_p", "max_new_tokens", "seed", "sandbox", "oracle", "date"]
-DEFAULTS = {"oracle": "inline", "objective": "clm", "decontaminated": ""}  # columns older leaderboards lack
+TAIL_COLUMNS = ["n", "temperature", "top_p", "max_new_tokens", "seed", "sandbox", "oracle", "prompting", "date"]
+# columns older leaderboards lack, and what their rows were
+DEFAULTS = {"oracle": "inline", "objective": "clm", "decontaminated": "", "prompting": "completion"}
 DEFAULT_PATH = Path("results") / "leaderboard.csv"
 
 
@@ -31,15 +33,25 @@ def portable_repo(repo: str, board: Path, name: str | None = None) -> str:
     return repo
 
 
+def served_name(model: str) -> str:
+    """A served model as a row names it: its name, or for a model served from a folder the folder's name (no
+    machine's absolute path gets published)."""
+    return Path(model.rstrip("/")).name if os.path.isabs(model) else model
+
+
 def row_from_summary(s: Summary, board: Path, name: str | None = None) -> dict:
     g = s.generation or {}
-    row = {"repo": portable_repo(s.repo, board, name), "branch": s.branch, "commit": s.commit, "step": s.step,
+    if s.endpoint:  # a served model: no hub, no commit; the row names the model (and --name, the repo column)
+        repo, branch = name or "served", served_name(s.served_model or "")
+    else:
+        repo, branch = portable_repo(s.repo, board, name), s.branch
+    row = {"repo": repo, "branch": branch, "commit": s.commit, "step": s.step,
            "tokens": s.tokens_seen, "parameters": s.parameters, "objective": s.objective, "suite": s.suite,
            "suite_hash": s.suite_hash, "decontaminated": {True: "yes", False: "no"}.get(s.decontaminated, ""),
            "perplexity": s.perplexity, "bits_per_byte": s.bits_per_byte,
            "n": g.get("n"), "temperature": g.get("temperature"), "top_p": g.get("top_p"),
            "max_new_tokens": g.get("max_new_tokens"), "seed": g.get("seed"), "sandbox": s.sandbox, "oracle": s.oracle,
-           "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+           "prompting": s.prompting, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     for k, est in sorted(s.pass_at_k.items()):
         row[f"pass@{k}"] = est.value
         row[f"pass@{k}_stderr"] = est.stderr

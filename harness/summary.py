@@ -45,6 +45,11 @@ class Summary:
     parameters: int | None = None
     objective: str = "clm"  # "clm" (causal LM: pass@k and perplexity) or "mlm" (masked LM: perplexity only)
     decontaminated: bool | None = None  # was the checkpoint's corpus decontaminated against this suite? None: unknown
+    prompting: str = "completion"  # or "chat": an instruction asked as a chat, the program drawn from the answer
+    # --endpoint: the server generated, not a loaded checkpoint
+    endpoint: str | None = None  # its API base URL
+    served_model: str | None = None  # the name it was asked for (--served-model)
+    endpoint_model: dict | None = None  # the server's own entry for that model (GET /v1/models: id, owner, root...)
     perplexity: float | None = None
     bits_per_byte: float | None = None
     perplexity_data: dict | None = None

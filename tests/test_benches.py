@@ -41,6 +41,14 @@ def test_generation_throughput_smoke():
     assert "cached re-evaluation (harness eval --ckpt" in out
 
 
+def test_generation_throughput_endpoint_smoke():
+    """Through a real `transformers serve` (without continuous batching: its set-up would be most of a smoke run)."""
+    out = smoke("generation_throughput.py", "--endpoint", "--serve-args=")
+    assert ratio(out, "speedup_concurrency_8_vs_1") > 0
+    assert re.search(r"^completions identical at --concurrency 1 and 8: (\d+)/\1$", out, re.M), out
+    assert "0 requests reached the server" in out
+
+
 def test_sandbox_throughput_smoke():
     require_docker()
     out = smoke("sandbox_throughput.py")

@@ -1,0 +1,125 @@
+"""Instruct and chat models: the instruction each task is asked as, the chat template that renders it for a local
+checkpoint, and the program pulled out of the answer (fenced block, else the text, then an AST sanitiser).
+
+The instruction follows EvalPlus's: the suite's prompt inside a code block, with a request to complete it and to
+answer with a self-contained program in one fenced block. The sanitiser is ours, after EvalPlus's idea: of the
+answer's top-level statements it keeps the imports, the entry-point function and the definitions it reaches by name,
+and drops the rest (tests, prints, `if __name__ == "__main__":`), so that an answer that also shows how to call the
+function is judged on the function alone.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from common.errors import UserError
+
+INSTRUCTION = ("Complete the following Python code. Reply with a self-contained Python program in one markdown code "
+               "block that defines `{entry_point}`.")
+
+FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+
+
+def messages(prompt: str, entry_point: str) -> list[dict]:
+    """The chat a task is asked as: one user turn (EvalPlus-style: the instruction, then the prompt as code)."""
+    text = INSTRUCTION.format(entry_point=entry_point) + "\n```python\n" + prompt.rstrip() + "\n```\n"
+    return [{"role": "user", "content": text}]
+
+
+def read_template(path: str | Path | None) -> str | None:
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--chat-template {path} does not exist: pass a Jinja chat template file")
+    return path.read_text(encoding="utf-8")
+
+
+def render(tokenizer, chat: list[dict], template: str | None, where: str) -> str:
+    """The text a local checkpoint generates from: its tokenizer's chat template (or `template`, from
+    --chat-template), with the assistant turn opened."""
+    if template is None and not getattr(tokenizer, "chat_template", None):
+        raise UserError(f"{where}: its tokenizer has no chat template, so --chat cannot build a prompt: pass "
+                        "--chat-template FILE (a Jinja template), or drop --chat for a base model")
+    try:
+        return tokenizer.apply_chat_template(chat, chat_template=template, tokenize=False,
+                                             add_generation_prompt=True)
+    except Exception as exc:  # a Jinja syntax or render error in the template: the user's file or the checkpoint's
+        raise UserError(f"{where}: the chat template does not render ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:160]}): fix the template or pass another --chat-template")
+
+
+def extract_code(answer: str, entry_point: str) -> str:
+    """The code of a chat answer: the fenced block that defines the entry point (else the longest fenced block), or
+    the whole text when there is no fence."""
+    blocks = [(lang.lower(), body) for lang, body in FENCE.findall(answer)]
+    if not blocks:
+        return answer
+    python = [b for lang, b in blocks if lang in ("", "python", "py", "python3")] or [b for _, b in blocks]
+    defining = [b for b in python if re.search(rf"^\s*(async\s+)?def\s+{re.escape(entry_point)}\b", b, re.M)]
+    return max(defining or python, key=len)
+
+
+def _parse_prefix(code: str) -> ast.Module | None:
+    """The longest prefix of whole lines that parses (a model that stops mid-statement still gave a function)."""
+    lines = code.splitlines()
+    for end in range(len(lines), 0, -1):
+        try:
+            return ast.parse("\n".join(lines[:end]))
+        except (SyntaxError, ValueError):
+            continue
+    return None
+
+
+def _defined(node: ast.stmt) -> set[str]:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return set()
+
+
+def _used(node: ast.stmt) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def sanitize(code: str, entry_point: str, prompt: str = "") -> str:
+    """The program to judge: the imports (the prompt's too, which answers often leave out), the entry point, and the
+    top-level functions, classes and assignments it needs, in their original order. Code without the entry point
+    keeps every import and definition; code that does not parse at all is returned as it is (the sandbox says why)."""
+    tree = _parse_prefix(code)
+    if tree is None:
+        return code
+    lines = code.splitlines()
+
+    def source(node: ast.stmt) -> str:
+        start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        return "\n".join(lines[start - 1:node.end_lineno])
+
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    definitions = [n for n in tree.body if _defined(n)]
+    by_name: dict[str, list[ast.stmt]] = {}
+    for n in definitions:
+        for name in _defined(n):
+            by_name.setdefault(name, []).append(n)
+    if entry_point in by_name:
+        keep, todo = set(), [entry_point]
+        while todo:
+            for n in by_name.get(todo.pop(), []):
+                if id(n) not in keep:
+                    keep.add(id(n))
+                    todo += sorted(_used(n) - {entry_point})
+        definitions = [n for n in definitions if id(n) in keep]
+    body = sorted(imports + definitions, key=lambda n: n.lineno)
+    prompt_tree = _parse_prefix(prompt) if prompt.strip() else None
+    have = {ast.unparse(n) for n in imports}
+    header = [ast.unparse(n) for n in (prompt_tree.body if prompt_tree else [])
+              if isinstance(n, (ast.Import, ast.ImportFrom)) and ast.unparse(n) not in have]
+    return "\n".join(header + [source(n) for n in body]) + "\n"
+
+
+def program_of(answer: str, entry_point: str, prompt: str) -> str:
+    """A chat answer -> the program judged: extraction, then sanitising."""
+    return sanitize(extract_code(answer, entry_point), entry_point, prompt)
