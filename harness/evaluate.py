@@ -351,6 +351,13 @@ def endpoint_card(endpoint, cfg: EvalConfig, needed: bool) -> dict:
     return json.loads(path.read_text())
 
 
+def all_samples_equal(group: PromptGroup, commit: str) -> bool:
+    """Did every prompt of the group get n equal samples? At a temperature above 0 that is a server not sampling."""
+    have = group.cache(commit).load()
+    return len(group.prompts) > 1 and all(
+        len({have[(pid, k)]["completion"] for k in range(group.params.n)}) == 1 for pid in group.prompts)
+
+
 def evaluate_endpoint(cfg: EvalConfig) -> list[Summary]:
     """`harness eval --endpoint`: generation through an OpenAI-compatible server into the same generation cache as
     local generation (keyed by the endpoint and its served model), then the same scoring, summary and leaderboard
@@ -384,6 +391,13 @@ def evaluate_endpoint(cfg: EvalConfig) -> list[Summary]:
                         endpoint.generate(mine, group.params, on_done=append, progress=bar)
         finally:
             bar.close()  # before the error line, if there is one: that line must be the last
+    notes = [PERPLEXITY_SKIPPED]
+    greedy_like = [g for g in groups if g.params.temperature > 0 and g.params.n > 1 and all_samples_equal(g, ep.key())]
+    if greedy_like:
+        notes.append(f"every prompt got {cfg.gen.n} identical samples at temperature {cfg.gen.temperature}: the "
+                     "server may be decoding greedily (transformers serve samples only when the checkpoint's "
+                     "generation_config.json sets do_sample: true), so pass@k>1 means little")
+        print(f"warning: {notes[-1]}", file=sys.stderr)
     stats = endpoint.stats
     gen_info = {"generated_now": stats.sequences, "seconds": round(stats.seconds, 2), "new_tokens": stats.new_tokens,
                 "tokens_per_s": round(stats.new_tokens / stats.seconds, 1) if stats.seconds else None,
@@ -402,7 +416,7 @@ def evaluate_endpoint(cfg: EvalConfig) -> list[Summary]:
             "generation_timing": gen_info, "output_dir": str(out_dir),
         }
         summary = scoring.score(samples, suite, out_dir, cfg.sandbox.make_pool, cfg.sandbox.timeout, list(cfg.ks),
-                                meta=meta, notes=[PERPLEXITY_SKIPPED], sandbox=cfg.sandbox.backend,
+                                meta=meta, notes=notes, sandbox=cfg.sandbox.backend,
                                 timeout_factor=cfg.sandbox.timeout_factor, oracle=cfg.sandbox.oracle)
         summary.timings["total_s"] = round(time.perf_counter() - t0, 2)
         summary.write(out_dir / SUMMARY)

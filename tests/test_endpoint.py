@@ -90,6 +90,13 @@ def served(small_corpus, small_tokenizer, tmp_path_factory):
                           "--batch-size", "2", "--seq-length", "512", "--mixed-precision", "no",
                           "--output-dir", str(root / "state")]) == 0
     hub = open_hub(str(repo))
+    # transformers serve samples only where the checkpoint's generation config says do_sample (else every
+    # temperature decodes greedily): the same weights again, as the branch's next commit, with it set.
+    folder = root / "sampling"
+    shutil.copytree(hub.materialize(hub.resolve("tiny-served")), folder)
+    config = json.loads((folder / "generation_config.json").read_text())
+    (folder / "generation_config.json").write_text(json.dumps({**config, "do_sample": True}))
+    hub.push("tiny-served", folder, "step 1, sampling on")
     folder = hub.materialize(hub.resolve("tiny-served"))
     server = Server(folder, root / "serve.log")
     yield {"repo": repo, "folder": folder, "server": server, "root": root}
@@ -172,6 +179,8 @@ def test_a_killed_run_resumes_with_only_the_missing_requests(served, tmp_path):
     assert summary.generation_timing["generated_now"] == 9 - kept
     assert summary.generation_timing["n_per_request"] == "capped: one request per sample"
     assert summary.samples_per_task == 3 and set(summary.pass_at_k) == {1, 3}
+    assert len({x["completion"] for x in results}) > 3  # sampled, each request with its own seed
+    assert not any("identical samples" in n for n in summary.notes)
 
 
 def test_a_server_that_stops_mid_run_is_retried_then_one_line_and_the_rerun_finishes(served, tmp_path):
@@ -322,6 +331,7 @@ def test_500s_are_retried_stops_are_cut_here_and_n_is_sent_when_honoured(stub, t
     assert len(results) == 8 and all(r["completion"] == "    return 1\n" for r in results)  # cut at "\ndef"
     summary = Summary.load(tmp_path / "o" / "summary.json")
     assert summary.generation_timing["retries"] == 2 and summary.generation_timing["n_per_request"] == "honoured"
+    assert any("4 identical samples at temperature 0.8" in n for n in summary.notes)  # the stub does not sample
     assert summary.endpoint_model == {"id": "stub", "object": "model", "created": 0, "owned_by": "test",
                                       "root": "/weights/stub"}
     # a server that keeps failing: its retries, then one line naming the status and the server's words
