@@ -46,9 +46,13 @@ def _cache_path(kind: str, key: dict) -> Path:
     return cache_root() / "hardware" / f"{kind}-{digest}.json"
 
 
+def _normalise(key: dict) -> dict:
+    return json.loads(json.dumps({**key, "torch": torch.__version__}))  # as it reads back (tuples become lists)
+
+
 def cached(kind: str, key: dict, measure):
     """`measure()` once per machine and key; later calls read the answer from the cache root."""
-    key = json.loads(json.dumps({**key, "torch": torch.__version__}))  # as it reads back (tuples become lists)
+    key = _normalise(key)
     path = _cache_path(kind, key)
     try:
         saved = json.loads(path.read_text())
@@ -156,9 +160,18 @@ def model_peak_flops(config, rows: int, dtype: torch.dtype, device: torch.device
         shapes = model_shapes(config, probe_rows, min(loss_rows or rows, probe_rows))
         return matmul_rate(shapes, dtype, device, budget_s / 2)
 
-    key = {"device": device_name(device), "dtype": _dtype_name(dtype), "rows": rows, "loss_rows": loss_rows,
-           "shapes": sorted(set(model_shapes(config, 1)))}
-    return cached("model", key, measure)
+    return cached("model", _model_key(config, rows, dtype, device, loss_rows), measure)
+
+
+def _model_key(config, rows, dtype, device, loss_rows) -> dict:
+    return {"device": device_name(device), "dtype": _dtype_name(dtype), "rows": rows, "loss_rows": loss_rows,
+            "shapes": sorted(set(model_shapes(config, 1)))}
+
+
+def forget_model_peak(config, rows: int, dtype: torch.dtype, device: torch.device, loss_rows: int | None = None):
+    """Drop a cached model-shape rate, so the next run probes again: for when a run beat it, which means the probe
+    ran while something else had the cores (a cached answer must not keep a busy moment forever)."""
+    _cache_path("model", _normalise(_model_key(config, rows, dtype, device, loss_rows))).unlink(missing_ok=True)
 
 
 def bf16_speedup(device: torch.device = torch.device("cpu")) -> float:

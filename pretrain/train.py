@@ -22,7 +22,7 @@ from checkpoint_hub import TRAINING_STATE, TrainingState
 from common import atomic
 from common.errors import UserError
 from pretrain.corpus import data_files, iter_contents
-from pretrain.hardware import FLAGS, bf16_speedup, cpu_identity, model_peak_flops
+from pretrain.hardware import FLAGS, bf16_speedup, cpu_identity, forget_model_peak, model_peak_flops
 
 # The course's data-science key tokens for the optional weighted loss.
 KEYTOKENS = ("plt", "pd", "sk", "fit", "predict", " plt", " pd", " sk", " fit", " predict")
@@ -537,8 +537,8 @@ def train(cfg: TrainConfig) -> dict:
                 keytoken_ids.append(ids[0])
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     # MFU's denominator: this device's rate on the products the model multiplies (probed once per machine, cached)
-    peak = model_peak_flops(config, cfg.batch_size * seq_length, dtype, accelerator.device,
-                            loss_rows=512 if chunked_loss else None) * accelerator.num_processes
+    peak_key = (config, cfg.batch_size * seq_length, dtype, accelerator.device, 512 if chunked_loss else None)
+    peak = model_peak_flops(*peak_key) * accelerator.num_processes
     fpt = flops_per_token(config, n_params, seq_length)
     tokens_per_step = cfg.batch_size * seq_length * cfg.grad_accum * accelerator.num_processes
 
@@ -622,7 +622,8 @@ def train(cfg: TrainConfig) -> dict:
             accelerator.print(f"step {step}: train loss {train_loss:.4f}, valid loss {valid_loss:.4f}, "
                               f"perplexity {ppl:.2f}, {tok_s:,.0f} tokens/s, MFU {100 * mfu:.1f}%")
         accelerator.log(logs, step=step)
-        history.append({"step": step, "tokens": tokens, "train_loss": train_loss, "time": now, **(valid or {})})
+        history.append({"step": step, "tokens": tokens, "train_loss": train_loss, "time": now, "mfu": mfu,
+                        **(valid or {})})
         if is_save:
             state = TrainingState(step=step, run=cfg.run, tokens=tokens, train_loss=train_loss, **valid,
                                   n_params=n_params, seq_length=seq_length, mixed_precision=precision,
@@ -632,6 +633,8 @@ def train(cfg: TrainConfig) -> dict:
                                   decontaminated=corpus_decontaminated(cfg.corpus))
             save_checkpoint(accelerator, model, tokenizer, hub, cfg, state, state_dir, master)
     bar.close()
+    if history and max(h["mfu"] for h in history) > 1.0:  # the cached peak was probed on a busy machine
+        forget_model_peak(*peak_key)
     accelerator.end_training()
     return {"steps": step, "tokens": tokens, "history": history, "n_params": n_params, "precision": precision,
             "is_main": accelerator.is_main_process, "compile_s": compile_s}

@@ -420,7 +420,8 @@ def test_bf16_master_weights_train_save_fp32_and_resume_exactly(small_corpus, sm
 
 
 def test_hardware_probes_are_bounded_and_cached(tmp_path, monkeypatch):
-    """Every probe finishes well under a second, even bf16 where it is emulated, and the second ask reads the cache."""
+    """Every probe is capped (0.3-0.6 s of products on an idle machine), even bf16 where it is emulated (an uncapped
+    2048^2 bf16 probe took about 200 s on an AVX2-only CPU), and the second ask reads the cache."""
     import time
 
     import torch
@@ -438,10 +439,12 @@ def test_hardware_probes_are_bounded_and_cached(tmp_path, monkeypatch):
         t = time.perf_counter()
         first = probe()
         took = time.perf_counter() - t
-        assert first > 0 and took < 2.0, took  # budget 0.3-0.6 s; the margin is for a busy machine
+        assert first > 0 and took < 10.0, took  # the margin over the budget is for a busy machine
         t = time.perf_counter()
         assert probe() == first and time.perf_counter() - t < 0.05
     assert len(list((tmp_path / "hardware").glob("*.json"))) == 5
+    hardware.forget_model_peak(config, 2048, torch.float32, cpu, loss_rows=512)  # a run beat it: probe again
+    assert len(list((tmp_path / "hardware").glob("*.json"))) == 4
     assert hardware.cpu_identity()["model"]
 
 
