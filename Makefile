@@ -49,7 +49,7 @@ demo: setup
 	@echo "Docker sandbox, and the gate merged the run into main. See results/leaderboard.{csv,md,png}."
 
 test: setup
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs --durations=15
 
 bench: setup
 	$(PY) bench/sandbox_throughput.py

@@ -135,9 +135,13 @@ def main():
     print(f"cpu: {cpu['model']}; ISA flags: {', '.join(cpu['flags']) or 'none of amx_bf16, avx512_bf16, avx2'}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads" +
           (f"; device: {device_name(device)}" if args.device == "cuda" else ""))
-    # MFU's denominators, probed once per machine and cached (pretrain.hardware), before any run, so every row shares
-    # them: the square-matmul peak per dtype, and per model the rate at the products that model really multiplies
-    peaks = {str(dt).split(".")[-1]: peak_flops(dt, device) for dt in (torch.float32, torch.bfloat16)}
+    # MFU's denominators (pretrain.hardware), probed afresh here, outside any timed run, so every row shares them: the
+    # square-matmul peak per dtype, and per model the rate at the products that model really multiplies
+    peaks = {str(dt).split(".")[-1]: peak_flops(dt, device, refresh=True) for dt in (torch.float32, torch.bfloat16)}
+    from pretrain.train import pick_mixed_precision
+
+    bf16 = args.device == "cuda" or pick_mixed_precision("auto") == "bf16"  # what our loop trains in here
+    print(f"our loop trains in {'bf16' if bf16 else 'fp32'} here (--mixed-precision auto); the Trainer in fp32")
     print(f"square matmul peak ({args.device}): " + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in peaks.items()))
     with tempfile.TemporaryDirectory() as tmp:
         corpus, tok = os.path.join(tmp, "corpus"), os.path.join(tmp, "tok")
@@ -172,9 +176,10 @@ def main():
             elif args.levers and model == "tiny":
                 tanh = os.path.join(tmp, "tiny-tanh-gelu.json")
                 write_config(model, tok, tanh, activation_function="gelu_pytorch_tanh")
-                variants.update({"ours-autocast": ({"master_weights": False}, model),
-                                 "ours-nochunk": ({"chunked_loss": False}, model),
-                                 "ours-sdpa": ({"short_attention": False}, model),
+                if bf16:  # master weights and the bmm attention are bf16 levers: in fp32 those rows equal "ours"
+                    variants.update({"ours-autocast": ({"master_weights": False}, model),
+                                     "ours-sdpa": ({"short_attention": False}, model)})
+                variants.update({"ours-nochunk": ({"chunked_loss": False}, model),
                                  "ours-malloc": ({"reuse_memory": False}, model),
                                  "ours-tanh-gelu": ({}, tanh)})
             runs = {which: [] for which in variants}
@@ -187,7 +192,7 @@ def main():
                     r = run(spec)
                     if r["dtype"] not in model_peaks:
                         model_peaks[r["dtype"]] = model_peak_flops(model_config, batch * seq, getattr(torch, r["dtype"]),
-                                                                   device)
+                                                                   device, refresh=True)
                     r["mfu"] = r["flops_s"] / peaks[r["dtype"]]
                     r["mfu_model"] = r["flops_s"] / model_peaks[r["dtype"]]
                     runs[which].append(r)

@@ -50,13 +50,14 @@ def _normalise(key: dict) -> dict:
     return json.loads(json.dumps({**key, "torch": torch.__version__}))  # as it reads back (tuples become lists)
 
 
-def cached(kind: str, key: dict, measure):
-    """`measure()` once per machine and key; later calls read the answer from the cache root."""
+def cached(kind: str, key: dict, measure, refresh: bool = False):
+    """`measure()` once per machine and key; later calls read the answer from the cache root (refresh: measure
+    again and keep the new answer, as a bench does, which is the measuring instrument)."""
     key = _normalise(key)
     path = _cache_path(kind, key)
     try:
         saved = json.loads(path.read_text())
-        if saved.get("key") == key:
+        if saved.get("key") == key and not refresh:
             return saved["value"]
     except (OSError, ValueError, KeyError):
         pass
@@ -115,7 +116,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).split(".")[-1]
 
 
-def peak_flops(dtype: torch.dtype, device: torch.device, budget_s: float = 0.3) -> float:
+def peak_flops(dtype: torch.dtype, device: torch.device, budget_s: float = 0.3, refresh: bool = False) -> float:
     """The device's square-matmul rate in `dtype` (1024 on a CPU, 4096 on a GPU, smaller where the dtype is too slow
     for the budget): the conventional MFU denominator."""
     most = 4096 if device.type == "cuda" else 1024
@@ -125,7 +126,7 @@ def peak_flops(dtype: torch.dtype, device: torch.device, budget_s: float = 0.3) 
         n = int(max(256, min(most, (budget_s / 2 * rate / 4) ** (1 / 3))))  # a warm-up and a timed product
         return matmul_rate([(n, n, n)], dtype, device, budget_s / 2)
 
-    return cached("square", {"device": device_name(device), "dtype": _dtype_name(dtype), "n": most}, measure)
+    return cached("square", {"device": device_name(device), "dtype": _dtype_name(dtype), "n": most}, measure, refresh)
 
 
 def model_shapes(config, rows: int, loss_rows: int | None = None) -> list[tuple[int, int, int]]:
@@ -148,7 +149,7 @@ def model_shapes(config, rows: int, loss_rows: int | None = None) -> list[tuple[
 
 
 def model_peak_flops(config, rows: int, dtype: torch.dtype, device: torch.device, loss_rows: int | None = None,
-                     budget_s: float = 0.6) -> float:
+                     budget_s: float = 0.6, refresh: bool = False) -> float:
     """The rate this device reaches on the products the model really multiplies (model_shapes): the MFU denominator
     that shows the headroom left (a 256-wide model never runs a 2048 x 2048 product). Probed at up to 1024 rows
     (efficiency changes little past that), fewer where the dtype is too slow for the budget."""
@@ -160,7 +161,7 @@ def model_peak_flops(config, rows: int, dtype: torch.dtype, device: torch.device
         shapes = model_shapes(config, probe_rows, min(loss_rows or rows, probe_rows))
         return matmul_rate(shapes, dtype, device, budget_s / 2)
 
-    return cached("model", _model_key(config, rows, dtype, device, loss_rows), measure)
+    return cached("model", _model_key(config, rows, dtype, device, loss_rows), measure, refresh)
 
 
 def _model_key(config, rows, dtype, device, loss_rows) -> dict:
