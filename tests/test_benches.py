@@ -33,6 +33,12 @@ def test_train_throughput_smoke():
     assert "of the model-shape peak" in out and "loss after" in out
 
 
+def test_train_step_ab_smoke():
+    out = smoke("train_step_ab.py")
+    assert re.search(r"^lever fused chunked loss +: [0-9.]+$", out, re.M), out
+    assert re.search(r"^lever exact GELU +: [0-9.]+$", out, re.M), out
+
+
 def test_generation_throughput_smoke():
     require_docker()
     out = smoke("generation_throughput.py")
