@@ -212,32 +212,42 @@ class Endpoint:
                 progress.update(len(gens))
 
         queue, failure = list(requests), None
-        if params.temperature > 0 and params.n > 1 and queue:
+        # The probe needs a request that asks for n > 1: a resumed run's first prompt may lack one sample only.
+        probe = next((r for r in queue if len(r.indices) > 1), None) if params.temperature > 0 else None
+        if probe is not None:
             if self.n_capped:
                 queue = [r for q in queue for r in self.split(q, params)]
             else:
+                queue.remove(probe)
                 try:
-                    first, rest = self._probe_n(queue[0], params)
+                    first, rest = self._probe_n(probe, params)
                 except UserError as exc:
                     failure = exc
                     queue = []
                 else:
                     collect(first)
-                    queue = rest + (queue[1:] if not self.n_capped else
-                                    [r for q in queue[1:] for r in self.split(q, params)])
+                    queue = rest + (queue if not self.n_capped else [r for q in queue for r in self.split(q, params)])
         with ThreadPoolExecutor(max_workers=self.cfg.concurrency, thread_name_prefix="endpoint") as pool:
-            pending = {pool.submit(self._answer, r, params) for r in queue[:self.cfg.concurrency]}
-            queue = queue[self.cfg.concurrency:]
+            asked = {pool.submit(self._answer, r, params): r for r in queue[:self.cfg.concurrency]}
+            pending, queue = set(asked), queue[self.cfg.concurrency:]
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in finished:
+                    req = asked.pop(f)
                     try:
-                        collect(f.result())
+                        gens = f.result()
                     except UserError as exc:
                         failure = failure or exc
+                        continue
+                    collect(gens)
+                    if len(gens) < len(req.indices):  # fewer choices than n this time: ask for the rest one by one
+                        queue += self.split(Request(req.key, req.prompt, req.indices[len(gens):], req.seed), params)
                 if failure is None:
                     while queue and len(pending) < self.cfg.concurrency:
-                        pending.add(pool.submit(self._answer, queue.pop(0), params))
+                        req = queue.pop(0)
+                        f = pool.submit(self._answer, req, params)
+                        asked[f] = req
+                        pending.add(f)
         self.stats.seconds += time.perf_counter() - start
         if failure is not None:
             kept = f"; the {done} answer(s) received are cached: rerun the same command to resume" if done else ""

@@ -341,3 +341,33 @@ def test_500s_are_retried_stops_are_cut_here_and_n_is_sent_when_honoured(stub, t
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: endpoint") and "kept failing: 500 stub overloaded on 2 tries" in err[-1]
     assert sum(line.startswith("error:") for line in err) == 1 and not (tmp_path / "o2").exists()
+
+
+class CappedClient:
+    """A stand-in for the openai client of a server that ignores `n` (as transformers serve does): one choice each."""
+
+    def __init__(self):
+        self.calls = []
+        self.completions = self
+
+    def create(self, **kw):
+        from types import SimpleNamespace
+
+        self.calls.append(kw)
+        return SimpleNamespace(choices=[SimpleNamespace(index=0, text=f"s{len(self.calls)}\ndef x")], usage=None)
+
+
+def test_a_resumed_run_whose_first_prompt_lacks_one_sample_still_gets_every_sample_from_a_capped_server():
+    pytest.importorskip("openai")
+    from harness.config import EndpointConfig, GenParams
+    from harness.endpoint import Endpoint, Request
+
+    endpoint = Endpoint(EndpointConfig(url="http://127.0.0.1:9/v1", served_model="m", concurrency=2))
+    endpoint.client = CappedClient()
+    params = GenParams(n=3, temperature=0.8)
+    got = []
+    endpoint.generate([Request("a", "p", [2], 1), Request("b", "q", [0, 1, 2], 1), Request("c", "r", [0, 1, 2], 1)],
+                      params, on_done=got.extend)
+    assert sorted((g.key, g.index) for g in got) == [("a", 2)] + [(k, i) for k in "bc" for i in range(3)]
+    assert all(g.completion.startswith("s") and "def" not in g.completion for g in got)  # cut at the stop
+    assert endpoint.stats.n_per_request == "capped: one request per sample"
