@@ -44,6 +44,12 @@ class EndpointStats:
     n_per_request: str = "not needed"  # "honoured", or "capped: one request per sample"
 
 
+def request(key: str, prompt: str | list, indices: list[int], params: GenParams) -> Request:
+    """The request for these samples, seeded as its first sample is: a server that gives one choice only answers
+    that sample as it would alone, so a resumed run's first request does not repeat sample 0's seed."""
+    return Request(key, prompt, indices, sample_seed(params.seed, key, indices[0]) % 2 ** 31)
+
+
 def _detail(exc) -> str:
     """The server's own words for a failed request, on one line."""
     body = getattr(exc, "body", None)
@@ -194,8 +200,7 @@ class Endpoint:
 
     @staticmethod
     def split(req: Request, params: GenParams) -> list[Request]:
-        return [Request(req.key, req.prompt, [i], sample_seed(params.seed, req.key, i) % 2 ** 31)
-                for i in req.indices]
+        return [request(req.key, req.prompt, [i], params) for i in req.indices]
 
     def generate(self, requests: list[Request], params: GenParams, on_done, progress=None) -> EndpointStats:
         """Sends the requests, `cfg.concurrency` at a time; on_done(list[Generation]) as each one is answered. On a

@@ -363,8 +363,7 @@ def evaluate_endpoint(cfg: EvalConfig) -> list[Summary]:
     local generation (keyed by the endpoint and its served model), then the same scoring, summary and leaderboard
     row as a checkpoint's; perplexity is not measured."""
     from harness.chat import messages
-    from harness.endpoint import MAX_STOP, Endpoint, Request
-    from harness.generate import sample_seed
+    from harness.endpoint import MAX_STOP, Endpoint, request
 
     t0 = time.perf_counter()
     ep = cfg.endpoint
@@ -378,7 +377,7 @@ def evaluate_endpoint(cfg: EvalConfig) -> list[Summary]:
         for pid, prompt in group.prompts.items():
             missing = [k for k in range(group.params.n) if (pid, k) not in have]
             if missing:
-                todo.append((group, Request(pid, prompt, missing, sample_seed(group.params.seed, pid, 0) % 2 ** 31)))
+                todo.append((group, request(pid, prompt, missing, group.params)))
     cfg.sandbox.preflight()
     card = endpoint_card(endpoint, cfg, needed=bool(todo))
     if todo:

@@ -354,7 +354,7 @@ class CappedClient:
         from types import SimpleNamespace
 
         self.calls.append(kw)
-        return SimpleNamespace(choices=[SimpleNamespace(index=0, text=f"s{len(self.calls)}\ndef x")], usage=None)
+        return SimpleNamespace(choices=[SimpleNamespace(index=0, text=f"s{kw['seed']}\ndef x")], usage=None)
 
 
 def test_a_resumed_run_whose_first_prompt_lacks_one_sample_still_gets_every_sample_from_a_capped_server():
@@ -371,3 +371,20 @@ def test_a_resumed_run_whose_first_prompt_lacks_one_sample_still_gets_every_samp
     assert sorted((g.key, g.index) for g in got) == [("a", 2)] + [(k, i) for k in "bc" for i in range(3)]
     assert all(g.completion.startswith("s") and "def" not in g.completion for g in got)  # cut at the stop
     assert endpoint.stats.n_per_request == "capped: one request per sample"
+
+
+def test_a_resumed_request_is_seeded_as_its_first_missing_sample_so_it_does_not_repeat_sample_0():
+    pytest.importorskip("openai")
+    from harness.config import EndpointConfig, GenParams
+    from harness.endpoint import Endpoint, request
+
+    params = GenParams(n=3, temperature=0.8)
+    runs = []
+    for indices in ([0, 1, 2], [1, 2]):  # a whole run, then a resume that lacks samples 1 and 2
+        endpoint = Endpoint(EndpointConfig(url="http://127.0.0.1:9/v1", served_model="m"))
+        endpoint.client = CappedClient()
+        got = []
+        endpoint.generate([request("a", "p", indices, params)], params, on_done=got.extend)
+        runs.append({g.index: g.completion for g in got})
+    assert len(set(runs[0].values())) == 3  # each sample its own seed
+    assert runs[1] == {1: runs[0][1], 2: runs[0][2]}  # the resume gives what the whole run gave, not sample 0 again
