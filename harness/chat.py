@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 from pathlib import Path
 
 from common.errors import UserError
@@ -18,6 +19,7 @@ from common.errors import UserError
 INSTRUCTION = ("Complete the following Python code. Reply with a self-contained Python program in one markdown code "
                "block that defines `{entry_point}`.")
 
+DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 
 
@@ -52,28 +54,70 @@ def render(tokenizer, chat: list[dict], template: str | None, where: str) -> str
 
 def extract_code(answer: str, entry_point: str) -> str:
     """The code of a chat answer: the fenced block that defines the entry point (else the longest fenced block), or
-    the whole text when there is no fence."""
-    blocks = [(lang.lower(), body) for lang, body in FENCE.findall(answer)]
+    the whole text when there is no fence. A block indented inside a markdown list is dedented."""
+    blocks = [(lang.lower(), textwrap.dedent(body)) for lang, body in FENCE.findall(answer)]
     if not blocks:
         return answer
     python = [b for lang, b in blocks if lang in ("", "python", "py", "python3")] or [b for _, b in blocks]
     defining = [b for b in python if re.search(rf"^\s*(async\s+)?def\s+{re.escape(entry_point)}\b", b, re.M)]
-    return max(defining or python, key=len)
+    chosen = max(defining or python, key=len)
+    return "\n".join(_lent(python, chosen) + [chosen])
 
 
-def _parse_prefix(code: str) -> ast.Module | None:
-    """The longest prefix of whole lines that parses (a model that stops mid-statement still gave a function)."""
-    lines = code.splitlines()
-    for end in range(len(lines), 0, -1):
+def _lent(blocks: list[str], chosen: str) -> list[str]:
+    """The functions and classes of the other blocks that give a name the chosen one uses without defining (a helper
+    shown in a block of its own), with those blocks' imports; nothing else of them (their tests, their prints)."""
+    try:
+        tree = ast.parse(chosen)
+    except (SyntaxError, ValueError):
+        return []
+    own = {name for n in tree.body for name in _defined(n)} | _bound_by_imports(tree)
+    lacking = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - own
+    lent = []
+    for block in blocks:
         try:
-            return ast.parse("\n".join(lines[:end]))
+            other = ast.parse(block) if block is not chosen else None
         except (SyntaxError, ValueError):
             continue
-    return None
+        defs = [n for n in (other.body if other else []) if isinstance(n, DEFINITIONS) and n.name not in own]
+        if any(n.name in lacking for n in defs):  # all its definitions (a helper may call another; the sanitiser
+            # drops what the entry point does not reach)
+            lent += [ast.unparse(n) for n in other.body if _imports(n)] + [ast.unparse(n) for n in defs]
+            own |= {n.name for n in defs}
+    return lent
+
+
+def _bound_by_imports(tree: ast.Module) -> set[str]:
+    return {(a.asname or a.name).split(".")[0] for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+            for a in n.names}
+
+
+CODE_START = re.compile(r"(async\s+def|def|class|import|from|@)\b")
+
+
+def _parse_prefix(code: str) -> tuple[ast.Module, list[str]] | None:
+    """The longest run of whole lines that parses, and those lines: from the top, or when prose comes first (an
+    answer without a fence) from a line that starts a definition or an import; cut at the end, since a model that
+    stops mid-statement still gave a function."""
+    lines = code.splitlines()
+    best = None
+    for start in [0] + [i for i, line in enumerate(lines) if i and CODE_START.match(line)]:
+        if best is not None and len(best[1]) >= len(lines) - start:
+            break  # no later start can cover more lines
+        for end in range(len(lines), start, -1):
+            try:
+                tree = ast.parse("\n".join(lines[start:end]))
+            except (SyntaxError, ValueError):
+                continue
+            if best is None or end - start > len(best[1]):
+                best = (tree, lines[start:end])
+            break
+    return best
+
 
 
 def _defined(node: ast.stmt) -> set[str]:
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+    if isinstance(node, DEFINITIONS):
         return {node.name}
     if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -81,24 +125,32 @@ def _defined(node: ast.stmt) -> set[str]:
     return set()
 
 
+def _imports(node: ast.stmt) -> bool:
+    """An import, or a `try:` that imports (`try: import numpy as np` / `except ImportError: np = None`)."""
+    if isinstance(node, ast.Try):
+        return any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in node.body)
+    return isinstance(node, (ast.Import, ast.ImportFrom))
+
+
 def _used(node: ast.stmt) -> set[str]:
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
 
 
 def sanitize(code: str, entry_point: str, prompt: str = "") -> str:
-    """The program to judge: the imports (the prompt's too, which answers often leave out), the entry point, and the
-    top-level functions, classes and assignments it needs, in their original order. Code without the entry point
-    keeps every import and definition; code that does not parse at all is returned as it is (the sandbox says why)."""
-    tree = _parse_prefix(code)
-    if tree is None:
+    """The program to judge: the imports (the prompt's too, which answers often leave out), the prompt's helpers the
+    answer does not redefine, the entry point, and the top-level functions, classes and assignments it needs, in
+    their original order. Code without the entry point keeps every import and definition; code that does not parse
+    at all is returned as it is (the sandbox says why)."""
+    parsed = _parse_prefix(code)
+    if parsed is None:
         return code
-    lines = code.splitlines()
+    tree, lines = parsed
 
     def source(node: ast.stmt) -> str:
         start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
         return "\n".join(lines[start - 1:node.end_lineno])
 
-    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    imports = [n for n in tree.body if _imports(n)]
     definitions = [n for n in tree.body if _defined(n)]
     by_name: dict[str, list[ast.stmt]] = {}
     for n in definitions:
@@ -113,11 +165,13 @@ def sanitize(code: str, entry_point: str, prompt: str = "") -> str:
                     todo += sorted(_used(n) - {entry_point})
         definitions = [n for n in definitions if id(n) in keep]
     body = sorted(imports + definitions, key=lambda n: n.lineno)
-    prompt_tree = _parse_prefix(prompt) if prompt.strip() else None
+    parsed_prompt = _parse_prefix(prompt) if prompt.strip() else None
+    given = parsed_prompt[0].body if parsed_prompt else []
     have = {ast.unparse(n) for n in imports}
-    header = [ast.unparse(n) for n in (prompt_tree.body if prompt_tree else [])
-              if isinstance(n, (ast.Import, ast.ImportFrom)) and ast.unparse(n) not in have]
-    return "\n".join(header + [source(n) for n in body]) + "\n"
+    header = [ast.unparse(n) for n in given if _imports(n) and ast.unparse(n) not in have]
+    # the prompt's own helpers (HumanEval/38's encode_cyclic) that the answer calls without repeating them
+    helpers = [ast.unparse(n) for n in given if _defined(n) and not _defined(n) & (set(by_name) | {entry_point})]
+    return "\n".join(header + helpers + [source(n) for n in body]) + "\n"
 
 
 def program_of(answer: str, entry_point: str, prompt: str) -> str:

@@ -41,3 +41,34 @@ def test_program_of_a_chat_answer_runs_and_the_instruction_holds_the_prompt():
     assert ns["add"]([2, 3]) == 5 and "print" not in program
     (turn,) = messages(PROMPT, "add")
     assert turn["role"] == "user" and PROMPT.rstrip() in turn["content"] and "`add`" in turn["content"]
+
+
+def run(program: str, name: str):
+    ns = {}
+    exec(program, ns)
+    return ns[name]
+
+
+def test_the_prompts_helpers_are_given_to_an_answer_that_calls_them_without_repeating_them():
+    prompt = ('def encode_cyclic(s: str):\n    """Reverse."""\n    return s[::-1]\n\n\n'
+              'def decode_cyclic(s: str):\n    """Undo encode_cyclic."""\n')  # HumanEval/38's shape
+    answer = "```python\ndef decode_cyclic(s: str):\n    return encode_cyclic(s)\n```"
+    assert run(program_of(answer, "decode_cyclic", prompt), "decode_cyclic")("abc") == "cba"
+    mine = "```python\ndef encode_cyclic(s):\n    return s\n\ndef decode_cyclic(s):\n    return encode_cyclic(s)\n```"
+    assert run(program_of(mine, "decode_cyclic", prompt), "decode_cyclic")("abc") == "abc"  # the answer's own wins
+
+
+def test_prose_before_unfenced_code_and_a_block_indented_in_a_list_are_still_code():
+    assert run(program_of("Here is the code:\ndef add(xs):\n    return sum(xs)\n", "add", PROMPT), "add")([2]) == 2
+    listed = "1. The function:\n   ```python\n   def add(xs):\n       return sum(xs)\n   ```\n"
+    assert run(program_of(listed, "add", PROMPT), "add")([1, 2]) == 3
+
+
+def test_a_helper_in_a_block_of_its_own_and_a_guarded_import_are_kept_and_a_test_block_is_not():
+    answer = ("First a helper:\n```python\ndef double(x):\n    return 2 * x\n\nprint(double(2))\n```\nA test:\n"
+              "```python\nimport no_such_module\n\ndef test_add():\n    assert add([1]) == 2\n```\nThen:\n```python\n"
+              "try:\n    import math\nexcept ImportError:\n    math = None\n\n\ndef add(xs):\n"
+              "    return math.fsum(double(x) for x in xs)\n```")
+    program = program_of(answer, "add", PROMPT)
+    assert run(program, "add")([1, 2]) == 6
+    assert "no_such_module" not in program and "print(" not in program
