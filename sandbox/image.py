@@ -13,7 +13,8 @@ from pathlib import Path
 from common.errors import UserError
 
 HERE = Path(__file__).resolve().parent
-IMAGE_SOURCES = ("Dockerfile", "worker.py")  # everything copied into the image; the tag hashes these
+IMAGE_SOURCES = ("Dockerfile", "worker")  # everything copied into the image (the worker package whole); the tag
+# hashes these
 IMAGE_REPO = "codeparrot-sandbox"
 REGISTRY_BASE = "python:3.11-slim"
 OFFLINE_PACKAGES = ("python3", "python3-numpy")  # from Debian's packages; the base tag names them
@@ -27,10 +28,19 @@ def _engine(engine=None):
     return engine if engine is not None else Engine()
 
 
+def source_files() -> list[Path]:
+    """Every file copied into the image, in a fixed order (the worker package's .py files, not caches)."""
+    files = []
+    for name in IMAGE_SOURCES:
+        path = HERE / name
+        files += sorted(path.glob("*.py")) if path.is_dir() else [path]
+    return files
+
+
 def image_tag() -> str:
     h = hashlib.sha256()
-    for name in IMAGE_SOURCES:
-        h.update(name.encode() + b"\0" + (HERE / name).read_bytes() + b"\0")
+    for path in source_files():
+        h.update(str(path.relative_to(HERE)).encode() + b"\0" + path.read_bytes() + b"\0")
     return f"{IMAGE_REPO}:{h.hexdigest()[:12]}"
 
 
@@ -128,8 +138,10 @@ def ensure_image(rebuild: bool = False, engine=None, donors=()) -> str:
 def build_image(engine, tag: str) -> None:
     base = pick_base(engine)
     with tempfile.TemporaryDirectory(prefix="sandbox-ctx-") as ctx:
-        for name in IMAGE_SOURCES:
-            shutil.copy(HERE / name, os.path.join(ctx, name))
+        for path in source_files():
+            target = os.path.join(ctx, str(path.relative_to(HERE)))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copy(path, target)
         _log(f"building {tag} on {base} ({engine.url})")
         # The engine's classic builder (what the API's /build is) uses a local base image as it is.
         events = engine.client.api.build(path=ctx, tag=tag, buildargs={"BASE": base}, rm=True, forcerm=True,

@@ -32,7 +32,7 @@ class Job:
     isolated: IsolatedParts | None = None
 
     def message(self, jid: int) -> dict:
-        """The worker's view of the job (sandbox/worker.py's protocol)."""
+        """The worker's view of the job (the protocol in sandbox/worker/__init__.py)."""
         if self.isolated is None:
             return {"id": jid, "program": self.program, "timeout": self.timeout}
         p = self.isolated
@@ -45,4 +45,5 @@ class Verdict:
     passed: bool
     result: str  # "passed" | "failed: ..." | "timed out"
     output: str = ""
-    elapsed: float = 0.0
+    elapsed: float = 0.0  # wall-clock seconds
+    cpu: float = 0.0  # CPU seconds over all the sample's processes (what its timeout is charged in)

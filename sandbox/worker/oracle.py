@@ -1,0 +1,176 @@
+"""The isolated oracle: the judge (trusted: the suite's prompt and test) and the candidate (untrusted: prompt +
+completion) as two processes under two uids, each from the pristine zygote, talking plain data over a pipe.
+
+The worker compiles each task's judge code once (`JudgeCode`, a HumanEval+ test with a thousand inputs costs more
+to compile than to run) and hands the judge the marshalled code objects in its payload; the candidate's payload is
+its own program and nothing else, so no test, no other sample and no worker state is in its memory.
+"""
+import ast
+import builtins
+import importlib
+import importlib.util
+import json
+import marshal
+import os
+import types
+
+from . import fds
+from .plain import (Channel, NotPlainData, ProtocolError, Remote, decode_plain, encode_plain, raise_from_reply)
+from .runner import report_and_exit
+
+CACHE_SIZE = 256  # tasks whose compiled judge code the worker keeps
+
+
+def free_names(test):
+    """Names the test reads but does not define and the builtins lack: the candidate's functions the test calls by
+    name, or modules the program imported for it (the judge drops those its prompt defines)."""
+    tree = ast.parse(test)
+    used, bound = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (used if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return sorted(n for n in used - bound if not hasattr(builtins, n))
+
+
+def compile_prompt(prompt):
+    """The prompt on its own. One that ends in a bare signature (no docstring: the completion writes the body) gets
+    a placeholder body, so that its imports and helpers still load."""
+    try:
+        return compile(prompt, "<prompt>", "exec")
+    except SyntaxError:
+        try:
+            return compile(prompt.rstrip("\n") + "\n    ...\n", "<prompt>", "exec")
+        except SyntaxError:
+            pass
+        raise
+
+
+class JudgeCode:
+    """A task's judge code, compiled and marshalled once in the worker (which never runs untrusted code)."""
+    _cache = {}
+
+    @classmethod
+    def payload(cls, prompt, test):
+        """The part of the judge's payload after its token: a JSON header line, then the marshalled prompt and
+        test. A test that does not compile becomes an error the judge raises (the sample fails, as inline)."""
+        key = (prompt, test)
+        blob = cls._cache.get(key)
+        if blob is None:
+            if len(cls._cache) >= CACHE_SIZE:
+                cls._cache.clear()
+            try:
+                p, t = marshal.dumps(compile_prompt(prompt)), marshal.dumps(compile(test, "<test>", "exec"))
+                header = {"free": free_names(test), "sizes": [len(p), len(t)]}
+                blob = json.dumps(header).encode() + b"\n" + p + t
+            except (SyntaxError, ValueError) as exc:
+                blob = json.dumps({"error": [type(exc).__name__, str(exc)]}).encode() + b"\n"
+            cls._cache[key] = blob
+        return blob
+
+
+def judge_payload(token, job):
+    head = json.dumps({"entry_point": job.get("entry_point"), "calls_check": job.get("calls_check", True)}).encode()
+    return b"J" + token + head + b"\n" + JudgeCode.payload(job["trusted"], job["test"])
+
+
+def run_judge(token, blob):
+    """The trusted process: prompt + test, the candidate behind Remote stubs. Alone decides the verdict."""
+    channel = Channel(fds.CHAN_IN, fds.CHAN_OUT)
+    try:
+        line, _, blob = blob.partition(b"\n")
+        job = json.loads(line)
+        line, _, blob = blob.partition(b"\n")
+        header = json.loads(line)
+        if "error" in header:
+            raise_from_reply(header["error"])
+        n_prompt, _ = header["sizes"]
+        prompt_code, test_code = marshal.loads(blob[:n_prompt]), marshal.loads(blob[n_prompt:])
+        del blob
+        namespace = {"__name__": "__main__", "__builtins__": builtins}
+        exec(prompt_code, namespace)  # noqa: S102 - trusted: the suite's prompt (while the candidate loads)
+        hello = channel.recv()  # the candidate loaded its program, or says why not
+        if type(hello) is not dict or ("raise" not in hello and hello.get("loaded") is not True):
+            raise ProtocolError("no greeting from the candidate")
+        if "raise" in hello:
+            raise_from_reply(hello["raise"])
+        # The prompt's own definition of the entry point is a stub (a signature and a docstring): the completion
+        # implements it, so a test that calls it by name (HumanEval/33 does, MBPP's asserts all do, even one named
+        # like a builtin: Mbpp/126's `sum`) reaches the candidate's.
+        entry = job.get("entry_point")
+        if entry:
+            namespace[entry] = Remote(channel, entry)
+        modules = hello.get("modules", [])
+        for name in header["free"]:
+            if name in namespace:
+                continue
+            # a module the program imported and the test uses (Mbpp/596's `sys`): the judge imports its own copy
+            if type(modules) is list and name in modules and importlib.util.find_spec(name) is not None:
+                namespace[name] = importlib.import_module(name)
+            else:
+                namespace[name] = Remote(channel, name)
+        exec(test_code, namespace)  # noqa: S102 - trusted: the suite's test
+        if job.get("calls_check", True) and entry:
+            namespace["check"](namespace[entry])
+    except BaseException as exc:
+        report_and_exit(token, exc)
+    report_and_exit(token, None)
+
+
+def run_candidate(program):
+    """The untrusted process: prompt + completion, then answers calls with plain data until the channel closes."""
+    channel = Channel(fds.CHAN_IN, fds.CHAN_OUT)
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    try:
+        code = compile(program, "<sample>", "exec")
+        del program
+        exec(code, namespace)  # noqa: S102 - this is the sandboxed execution
+        hello = {"loaded": True, "modules": [k for k, v in namespace.items() if type(v) is types.ModuleType]}
+    except BaseException as exc:
+        hello = {"raise": [type(exc).__name__, str(exc)[:500]]}
+    try:
+        channel.send(hello)
+        while "raise" not in hello:
+            serve_one(channel, namespace, channel.recv())
+    except BaseException:
+        pass  # the judge is gone (or the candidate broke its own channel): nothing left to answer
+    os._exit(0)
+
+
+def serve_one(channel, namespace, request):
+    args = [decode_plain(a) for a in request["args"]]
+    kwargs = {k: decode_plain(v) for k, v in request["kwargs"].items()}
+    reply = {"seq": request["seq"]}
+    try:
+        fn = namespace.get(request["call"])
+        if fn is None:
+            raise NameError(f"name {request['call']!r} is not defined")
+        reply["return"] = encode_plain(fn(*args, **kwargs))
+    except NotPlainData as exc:
+        reply["raise"] = ["TypeError", f"isolated oracle: the candidate returned {exc}"]
+    except BaseException as exc:
+        reply["raise"] = [type(exc).__name__, str(exc)[:1000]]
+    mutated = {}
+    for i, (arg, sent) in enumerate(zip(args, request["args"])):
+        if type(arg) in (list, dict, set):
+            try:
+                now = encode_plain(arg)
+            except NotPlainData as exc:
+                reply.pop("return", None)
+                reply["raise"] = ["TypeError", f"isolated oracle: the candidate left in an argument {exc}"]
+                break
+            if now != sent:
+                mutated[str(i)] = now
+    if mutated:
+        reply["mutated"] = mutated
+    try:
+        channel.send(reply)
+    except (ValueError, OverflowError) as exc:  # not serialisable after all: an error of this call
+        channel.send({"seq": request["seq"], "raise": ["TypeError", f"isolated oracle: {exc}"[:1000]]})
