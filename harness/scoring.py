@@ -134,13 +134,19 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
     stages = dict(stages or {})
     with LazyPool(make_pool) as pool:
         timeouts = {t.task_id: timeout for t in suite.tasks}
-        broken = {}
+        broken, raised = {}, {}
         if timeout_factor > 0:
             t0 = time.perf_counter()
             times = calibrate.canonical_times(suite, sandbox, pool, oracle)
-            stages["calibrate_s"] = time.perf_counter() - t0
             timeouts = calibrate.task_timeouts(suite, times, timeout, timeout_factor)
             broken = {tid: t["result"] for tid, t in times.items() if not t["passed"]}
+            raised = {t: v for t, v in timeouts.items() if v > timeout}
+            per_input = calibrate.input_times(suite, sandbox, pool)
+            if per_input:
+                tasks, timeouts = calibrate.with_input_limits(tasks, per_input, timeouts, timeout_factor)
+                notes.append(f"per-input time limits (EvalPlus's max(1 s, {timeout_factor:g} x the reference's time "
+                             f"on that input)) on {len(per_input)} task(s)")
+            stages["calibrate_s"] = time.perf_counter() - t0
         programs = [tasks[s.task_id].program_from_solution(s.solution) if s.solution is not None
                     else tasks[s.task_id].program(s.completion) for s in samples]
         keys = [sample_key(i, p, timeouts[s.task_id], oracle) for i, (s, p) in enumerate(zip(samples, programs))]
@@ -193,7 +199,7 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
         result_counts=dict(kinds.most_common()),
         timings={"execute_s": round(exec_s, 3), "executed": len(todo), "cached": len(samples) - len(todo)},
         timeout_factor=timeout_factor,
-        raised_timeouts={t: v for t, v in timeouts.items() if v > timeout},
+        raised_timeouts=raised,
         notes=notes, **(meta or {}))
     stages["write_s"] = time.perf_counter() - t_write
     summary.timings["stages_s"] = {k: round(v, 3) for k, v in stages.items()}

@@ -1,8 +1,9 @@
 """The Docker sandbox against the real engine: canonical solutions pass, and one adversarial property per test.
 
-Every adversarial test checks four things: the verdict, that it came within the timeout plus a small
-slack, that innocent samples run at the same time kept their verdicts, and that nothing of the sample
-is left running. The pool fixture is shared, so every later test also shows the pool still works.
+Every adversarial test checks four things: the verdict, that it was charged no more than its CPU-time limit plus a
+small slack (and came within the wall-clock backstop), that innocent samples run at the same time kept their verdicts,
+and that nothing of the sample is left running. The pool fixture is shared, so every later test also shows the pool
+still works.
 """
 import os
 import signal
@@ -18,7 +19,10 @@ import pytest
 from sandbox.jobs import Job
 from conftest import docker_api
 
+from sandbox.limits import WALL_FACTOR
+
 TIMEOUT = 2.0
+CPU_SLACK = 0.5  # CPU time is read every 50 ms; a storm of processes overshoots by that much at most on 2 CPUs
 SLACK = 1.5  # scheduling on a loaded 2-core machine, kill and reap
 
 
@@ -43,7 +47,8 @@ def judge(pool, humaneval, program, timeout=TIMEOUT):
     jobs = [bad] + innocent_jobs(humaneval)
     verdicts = dict((job.key, v) for job, v in pool.run(jobs))
     v = verdicts.pop("bad")
-    assert v.elapsed <= timeout + SLACK, f"verdict took {v.elapsed:.2f}s"
+    assert v.cpu <= timeout + CPU_SLACK, f"charged {v.cpu:.2f} CPU seconds"
+    assert v.elapsed <= WALL_FACTOR * timeout + SLACK, f"verdict took {v.elapsed:.2f}s"
     broken = {k: x.result for k, x in verdicts.items() if not x.passed}
     assert not broken, f"innocent samples changed verdict: {broken}"
     time.sleep(0.2)
@@ -91,10 +96,16 @@ def test_loop_ignoring_sigterm_sigalrm_and_catching_baseexception_times_out(pool
     assert v.result == "timed out"
 
 
-def test_sleep_past_timeout_times_out(pool, humaneval):
+def test_sleep_past_the_wall_clock_backstop_times_out(pool, humaneval):
     v = judge(pool, humaneval, "import time\ntime.sleep(60)")
     assert v.result == "timed out"
-    assert v.elapsed >= TIMEOUT
+    assert v.elapsed >= WALL_FACTOR * TIMEOUT and v.cpu < 0.5
+
+
+def test_sleeping_is_not_charged_as_cpu_time(pool, humaneval):
+    """The limit is CPU time: a program that sleeps longer than its limit (but not past the backstop) passes."""
+    v = judge(pool, humaneval, "import time\ntime.sleep(1.5)" + PASSING + "check(f)", timeout=1.0)
+    assert v.result == "passed" and v.elapsed >= 1.5 and v.cpu < 0.5
 
 
 def test_fork_bomb_is_contained(pool, humaneval):

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import marshal
 import os
+import signal
 import types
 
 from . import fds
@@ -144,15 +145,37 @@ def run_candidate(program):
     os._exit(0)
 
 
+def call_limited(fn, args, kwargs, cpu_s, wall_s):
+    """A call under a CPU-time limit (ITIMER_PROF) with a wall-clock backstop (ITIMER_REAL)."""
+    def expired(signum, frame):
+        raise TimeoutError(f"the call ran past its time limit ({cpu_s:.2f}s)")
+
+    old = signal.signal(signal.SIGPROF, expired), signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_PROF, cpu_s)
+    signal.setitimer(signal.ITIMER_REAL, wall_s)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGPROF, old[0])
+        signal.signal(signal.SIGALRM, old[1])
+
+
 def serve_one(channel, namespace, request):
     args = [decode_plain(a) for a in request["args"]]
     kwargs = {k: decode_plain(v) for k, v in request["kwargs"].items()}
     reply = {"seq": request["seq"]}
+    limit = request.get("limit")
     try:
         fn = namespace.get(request["call"])
         if fn is None:
             raise NameError(f"name {request['call']!r} is not defined")
-        reply["return"] = encode_plain(fn(*args, **kwargs))
+        if limit is None:
+            out = fn(*args, **kwargs)
+        else:
+            out = call_limited(fn, args, kwargs, *limit)
+        reply["return"] = encode_plain(out)
     except NotPlainData as exc:
         reply["raise"] = ["TypeError", f"isolated oracle: the candidate returned {exc}"]
     except BaseException as exc:

@@ -176,12 +176,21 @@ class Remote:
         return f"<candidate function {self._name} (isolated)>"
 
     def __call__(self, *args, **kwargs):
+        return self._call(args, kwargs, None)
+
+    def call_limited(self, cpu_s, wall_s, *args):
+        """One call under a time limit armed in the candidate's process (tasks/per_input.py's per-input limits)."""
+        return self._call(args, {}, [float(cpu_s), float(wall_s)])
+
+    def _call(self, args, kwargs, limit):
         ch = self._channel
         try:
             request = {"call": self._name, "seq": ch.seq, "args": [encode_plain(a) for a in args],
                        "kwargs": {k: encode_plain(v) for k, v in kwargs.items()}}
         except NotPlainData as exc:
             raise TypeError(f"isolated oracle: an argument cannot be sent to the candidate ({exc})")
+        if limit is not None:
+            request["limit"] = limit
         ch.seq += 1
         ch.send(request)
         reply = ch.recv()

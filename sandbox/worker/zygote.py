@@ -139,6 +139,8 @@ def confine(req, named, limits, setuid):
     if "chan_in" in high:
         os.dup2(high["chan_in"], fds.CHAN_IN)
         os.dup2(high["chan_out"], fds.CHAN_OUT)
+    else:  # the inline runner has no channel: whatever the zygote held at those numbers goes
+        os.closerange(fds.CHAN_IN, fds.CHAN_OUT + 1)
     os.closerange(fds.FIRST_CLOSED, 1 << 16)  # the zygote's socket and wakeup pipe too
     signal.set_wakeup_fd(-1)  # else a signal in the sample writes a byte into whatever file reuses that fd
     signal.signal(signal.SIGINT, signal.SIG_DFL)
