@@ -74,7 +74,7 @@ with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
                 found[name] = m.group(1).decode()
         del data
 print("FOUND " + json.dumps(dict(found, scanned_mb=scanned >> 20)))
-return found.get("test", "")
+return "SECRET_EXPECTED_" + found["test"] if "test" in found else ""
 """
 
 
@@ -272,7 +272,7 @@ def test_31_spinning_processes_in_their_own_sessions_do_not_time_out_neighbours(
     heavy = [suite.by_id()[f"HumanEval/{i}"] for i in (147, 96, 94, 0, 12, 26)]
     with SandboxPool(workers=1, limits=Limits(slots=2)) as p:
         jobs = [Job(("storm", i), STORM, 2.0) for i in range(3)]
-        jobs += [Job(t.task_id, t.canonical_program(), 3.0) for t in heavy]
+        jobs += [Job(t.task_id, t.canonical_program(), 5.0) for t in heavy]
         verdicts = {j.key: v for j, v in p.run(jobs)}
         left = sample_processes(p)
     storms = [verdicts[("storm", i)] for i in range(3)]

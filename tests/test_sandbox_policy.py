@@ -24,9 +24,10 @@ def test_every_capability_dropped_but_the_workers_few():
     assert "privileged" not in host or host["privileged"] is False
 
 
-def test_memory_and_pids_limits_follow_the_limits():
-    lim = Limits(slots=3, memory_mb=256, tmpfs_mb=32, pids=99)
+def test_memory_pids_and_cpu_limits_follow_the_limits():
+    lim = Limits(slots=3, memory_mb=256, tmpfs_mb=32, pids=99, cpus_per_slot=0.5)
     host = container_spec(lim, "img", "c", "o", 0)["host_config"]
+    assert host["nano_cpus"] == 1_500_000_000  # --cpus 1.5: three slots of half a CPU
     assert host["mem_limit"] == f"{3 * (256 + 32) + 256}m"
     assert host["memswap_limit"] == host["mem_limit"]  # no swap on top
     assert host["pids_limit"] == 99
@@ -50,6 +51,7 @@ def test_the_spec_is_accepted_by_the_docker_sdk():
     host = HostConfig(version="1.44", **spec["host_config"])
     assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
     assert host["Tmpfs"]["/work/0"].startswith("rw,nosuid,nodev") and host["AutoRemove"] is True
+    assert host["NanoCpus"] == 2 * 10**9
     config = ContainerConfig(version="1.44", **{k: v for k, v in spec["create"].items() if k != "name"})
     assert config["OpenStdin"] and config["StdinOnce"] and config["AttachStdin"] and config["NetworkDisabled"]
     assert not config.get("Env")
@@ -60,6 +62,7 @@ def test_labels_name_and_worker_args():
     assert create["labels"] == {LABEL: "1", OWNER_LABEL: "host:1"} and create["image"] == "img:tag"
     cmd = create["command"]
     assert cmd[cmd.index("--slots") + 1] == "2" and cmd[cmd.index("--memory-mb") + 1] == "300"
+    assert float(cmd[cmd.index("--wall-factor") + 1]) == Limits().wall_factor
     assert cmd[cmd.index("--uid-base") + 1] == str(UID_BASE + 300)  # container 3: its own uid range
 
 
