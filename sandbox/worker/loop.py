@@ -95,7 +95,7 @@ class Worker:
         self.stdin_open = True
         self.retiring = None  # why this container takes no more samples (not back to baseline)
         self.fd_owner = {}  # fd -> (slot, "out" | "res")
-        self.payloads = {}  # payload pipe fd -> bytes still to write
+        self.payloads = {}  # payload pipe fd -> [slot, bytes still to write]
         # Scrub the environment once, here, rather than in every child.
         os.environ.clear()
         os.environ.update(SAMPLE_ENV)
@@ -173,15 +173,15 @@ class Worker:
                                           "chan_out": to_cand_w})
             for fd in (cand_r, to_cand_r, to_cand_w, to_judge_r, to_judge_w, judge_r):
                 os.close(fd)
-            self.write_payload(cand_w, b"C" + job["untrusted"].encode("utf-8", "surrogatepass"))
-            self.write_payload(judge_w, oracle.judge_payload(token, job))
+            self.write_payload(slot, cand_w, b"C" + job["untrusted"].encode("utf-8", "surrogatepass"))
+            self.write_payload(slot, judge_w, oracle.judge_payload(token, job))
         else:
             token = secrets.token_hex(16).encode()
             pay_r, pay_w = os.pipe()
             slot.pid = self.zygote.spawn({"uid": slot.uid, "workdir": slot.workdir, "own_workdir": True, "cpu": limit},
                                          {"out": out_w, "res": res_w, "payload": pay_r})
             os.close(pay_r)
-            self.write_payload(pay_w, b"I" + token + job["program"].encode("utf-8", "surrogatepass"))
+            self.write_payload(slot, pay_w, b"I" + token + job["program"].encode("utf-8", "surrogatepass"))
         os.close(out_w)
         os.close(res_w)
         for fd in (out_r, res_r):
@@ -194,21 +194,24 @@ class Worker:
         slot.deadline = slot.started + self.args.wall_factor * limit
         slot.next_poll = slot.started + CPU_POLL_S
 
-    def write_payload(self, fd, data):
+    def write_payload(self, slot, fd, data):
         os.set_blocking(fd, False)
-        self.payloads[fd] = memoryview(data)
+        self.payloads[fd] = [slot, memoryview(data)]
         self.continue_payload(fd)
 
     def continue_payload(self, fd):
-        data = self.payloads[fd]
+        data = self.payloads[fd][1]
         try:
             while data:
                 data = data[os.write(fd, data):]
         except BlockingIOError:
-            self.payloads[fd] = data
+            self.payloads[fd][1] = data
             return
         except OSError:  # the process died before it read everything: its verdict says why
             pass
+        self.drop_payload(fd)
+
+    def drop_payload(self, fd):
         del self.payloads[fd]
         os.close(fd)
 
@@ -249,6 +252,8 @@ class Worker:
     def finish(self, slot, status, main_cpu, requeue=False):
         """The sample's main process has exited (or was killed and reaped): verdict, then cleanup."""
         self.kill_all(slot)
+        for fd in [fd for fd, (owner, _) in self.payloads.items() if owner is slot]:
+            self.drop_payload(fd)  # it ended before it read all of its payload
         if slot.cand_pid is not None and self.zygote.wait_exit(slot.cand_pid, KILL_GRACE_S) is None:
             self.retire("a candidate survived SIGKILL")
         for fd in (slot.res_fd, slot.out_fd):
