@@ -40,13 +40,13 @@ def variants(prompt: str, code: str, index: int, per_task: int) -> list[tuple[st
         for m in re.finditer(re.escape(a), code):
             out.append(("flipped_operator", code[:m.start()] + b + code[m.end():]))
     for m in list(re.finditer(r"(?<![\w.])(\d+)(?![\w.])", code))[:6]:
-        out.append(("off_by_one", code[:m.start()] + str(int(m.group(1)) + 1) + code[m.end():]))
+        for d in (1, -1):
+            out.append(("off_by_one", code[:m.start()] + str(int(m.group(1)) + d) + code[m.end():]))
     out.append(("returns_none", f"{ind}return None\n"))
     wrong = re.sub(r"^(\s*)return (.+)$", r"\1return _wrong_type(\2)", code, flags=re.M)
     if wrong != code:
         out.append(("wrong_type", wrong))
-    out.append(("exception_late", f"{ind}global _calls\n{ind}_calls = globals().get('_calls', 0) + 1\n"
-                                  f"{ind}if _calls > 20:\n{ind}    raise ValueError('late')\n{code}"))
+    out.append(("exception_first", f"{ind}raise ValueError('mutant')\n{code}"))
     if index % 4 == 0:  # endless loops are costly (each burns its limit): one task in four has them
         out.append(("endless_loop", f"{ind}while True:\n{ind}    pass\n"))
         out.append(("endless_loop_late", f"{ind}global _n\n{ind}_n = globals().get('_n', 0) + 1\n"
@@ -54,8 +54,11 @@ def variants(prompt: str, code: str, index: int, per_task: int) -> list[tuple[st
     keep = [(k, c) for k, c in out if compiles(prompt + (WRONG_TYPE if k == "wrong_type" else "") + c)]
     correct, rest = keep[:len(CORRECT)], keep[len(CORRECT):]
     rest = rest[: per_task - len(correct)]
-    while len(correct) + len(rest) < per_task:
-        rest.append(("exception", f"{ind}raise ValueError('mutant {len(rest)}')\n{code}"))
+    k = 1
+    while len(correct) + len(rest) < per_task:  # fails after k inputs: some right answers, then an exception
+        rest.append(("exception_after_k", f"{ind}global _calls\n{ind}_calls = globals().get('_calls', 0) + 1\n"
+                                          f"{ind}if _calls > {k}:\n{ind}    raise ValueError('after {k}')\n{code}"))
+        k *= 2
     return correct + rest
 
 

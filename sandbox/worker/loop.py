@@ -24,7 +24,7 @@ PRELOAD = ("typing", "math", "re", "collections", "itertools", "functools", "str
 SAMPLE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
 CANDIDATE_UID_OFFSET = 50  # slot i: judge uid_base + i, candidate uid_base + 50 + i
 RESULT_CAP = 1024  # bytes of the result pipe kept: the marker or an error message
-KILL_GRACE_S = 0.5  # after SIGKILL, how long to wait for the kernel to reap before declaring the container broken
+KILL_GRACE_S = 2.0  # after SIGKILL, how long to wait for the zygote to reap before declaring the container broken
 CPU_POLL_S = 0.05  # how often a running sample's CPU time (all its processes) is read; shorter samples are never read
 SETTLE_S = 0.2  # how long killed processes may take to disappear before the container counts as not at baseline
 
@@ -379,8 +379,8 @@ class Worker:
         for slot in self.slots:
             if slot.busy() and slot.pid in exits:
                 status, cpu = exits.pop(slot.pid)
-                self.finish(slot, status, cpu)
-        waited_for = {s.cand_pid for s in self.slots if s.busy()}
+                self.finish(slot, status, cpu)  # may read more exits (of other slots too): they stay queued
+        waited_for = {p for s in self.slots if s.busy() for p in (s.pid, s.cand_pid)}
         for pid in [p for p in exits if p not in waited_for]:
             del exits[pid]  # a finished sample's candidate: nothing waits on it any more
 
@@ -394,6 +394,8 @@ class Worker:
             if self.outbuf:
                 deadlines.append(self.first_unsent + FLUSH_EVERY_S)
             wait = max(0.0, min(deadlines) - now) if deadlines else None
+            if any(s.busy() and s.pid in self.zygote.exits for s in self.slots):
+                wait = 0.0  # an exit already read (while spawning or sweeping) is taken at once
             fds = [self.zygote.fileno()] + list(self.fd_owner)
             if self.stdin_open:
                 fds.append(0)
