@@ -5,7 +5,8 @@ whole run min(60, sum of those) + 1 s (EvalPlus runs base and plus inputs as two
 EvalPlus times the reference in-process with the wall clock and arms a wall-clock timer per input. Here the
 reference's time on each input is its CPU time, measured in the sandbox (harness/calibrate.py), and each call of the
 candidate is limited in CPU time (ITIMER_PROF) with a wall-clock backstop (ITIMER_REAL, the sandbox's wall factor x
-that), so a busy machine does not make a slow input. The test is rewritten: each `candidate(*inp)` in its loop becomes
+that) that counts only time the program spent off the CPU by its own choice (sleeping, blocked: wall minus CPU minus
+run-queue wait), so a busy machine does not make a slow input. The test is rewritten: each `candidate(*inp)` in its loop becomes
 `_per_input(candidate, i, inp)`. Under the isolated oracle the candidate's own process arms the timers around the
 call (the judge's stub asks it to); a candidate that disarms them escapes only the per-input limit, never the
 sample's CPU-time limit.
@@ -34,6 +35,14 @@ _INPUT_FLOOR = {floor}
 _INPUT_WALL_FACTOR = {wall_factor}
 
 
+def _run_queue_wait():
+    try:
+        with open("/proc/self/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _per_input(fn, i, inp):
     """One call of the candidate under its input's limit (or timed, for the reference)."""
     if _INPUT_LIMITS is None:
@@ -47,8 +56,15 @@ def _per_input(fn, i, inp):
     limited = getattr(fn, "call_limited", None)  # the isolated oracle's stub: the candidate's process times it
     if limited is not None:
         return limited(limit, _INPUT_WALL_FACTOR * limit, *inp)
+    started = _time.monotonic(), _time.process_time(), _run_queue_wait()
 
     def expired(signum, frame):
+        if signum == _signal.SIGALRM and started[2] is not None:
+            waited = _run_queue_wait()
+            off_cpu = _time.monotonic() - started[0] - (_time.process_time() - started[1]) - (waited - started[2])
+            if off_cpu < limit:  # it wanted a CPU and the machine had none: not the program's time
+                _signal.setitimer(_signal.ITIMER_REAL, _INPUT_WALL_FACTOR * limit)
+                return
         raise TimeoutError(f"input {{i}} ran past its time limit ({{limit:.2f}}s)")
 
     old = _signal.signal(_signal.SIGPROF, expired), _signal.signal(_signal.SIGALRM, expired)
