@@ -369,10 +369,14 @@ class SandboxPool:
     def _kill_hung_workers(self):
         now = time.monotonic()
         for w in self._workers:
-            if w.inflight and now - w.last_seen > self.hang_after_s:
-                w.kill()
-            elif not w.inflight:
+            if not w.inflight:
                 w.last_seen = now
+                continue
+            # a sample answers within its wall-clock backstop (twice that when it is re-run once): a worker is hung
+            # only when it has been silent for longer than its longest sample may take
+            longest = max(job.timeout for job, _ in w.inflight.values())
+            if now - w.last_seen > self.hang_after_s + 2 * self.limits.wall_factor * longest:
+                w.kill()
 
     def judge(self, jobs: Iterable[Job]) -> list[Verdict]:
         """All verdicts, in input order."""
