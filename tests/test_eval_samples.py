@@ -189,15 +189,17 @@ def test_one_samples_file_scores_on_several_suites_in_evalplus_format(tmp_path, 
 
 
 def test_calibrated_timeouts_are_recorded(tmp_path):
-    """A task whose reference needs 0.3 s gets 4 x that, not the 0.1 s base; with the factor at 0 it times out."""
+    """A task whose reference needs 0.3 CPU seconds gets 4 x that, not the 0.1 s base; with the factor at 0 it times
+    out."""
     require_docker()
+    spin = ("    import time\n    end = time.process_time() + 0.3\n    while time.process_time() < end:\n"
+            "        pass\n    return 1\n")
     suite = tmp_path / "slow.jsonl"
     suite.write_text(json.dumps({"task_id": "slow/0", "prompt": "def f():\n", "entry_point": "f",
-                                 "canonical_solution": "    import time\n    time.sleep(0.3)\n    return 1\n",
-                                 "test": "def check(candidate):\n    assert candidate() == 1\n"}) + "\n")
+                                 "canonical_solution": spin,
+                                 "test": "def check(candidate):\n    assert candidate() == 1, 'spins'\n"}) + "\n")
     samples = tmp_path / "s.jsonl"
-    samples.write_text(json.dumps({"task_id": "slow/0",
-                                   "completion": "    import time\n    time.sleep(0.3)\n    return 1\n"}) + "\n")
+    samples.write_text(json.dumps({"task_id": "slow/0", "completion": spin}) + "\n")
     common = ["--samples", samples, "--tasks", suite, "--k", "1", "--timeout", "0.1"]
     assert run_cli(*common, "--output-dir", tmp_path / "a") == 0
     s = Summary.load(tmp_path / "a" / "summary.json")

@@ -269,7 +269,7 @@ def test_isolated_equals_inline_on_mutants(pool, humaneval):
     jobs = []
     for t in humaneval.tasks[:40]:
         for kind, make in MUTANTS.items():
-            jobs += jobs_for(t, make(t), key=(t.task_id, kind), timeout=2.0)
+            jobs += jobs_for(t, make(t), key=(t.task_id, kind), timeout=1.0)
     verdicts = dict(zip((j.key for j in jobs), pool.judge(jobs)))
     keys = {k for k, _ in verdicts}
     differ = {k: (verdicts[(k, "inline")].result, verdicts[(k, "isolated")].result) for k in keys
