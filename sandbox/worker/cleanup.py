@@ -14,25 +14,27 @@ SHMEM_SLACK = 32 * 2**20  # bytes of shared memory (tmpfs, SysV) the container m
 
 
 def uid_pids(uids):
-    """Live (not zombie) processes owned by any of `uids`."""
-    pids = []
+    """[(pid, uid)] of the live (not zombie) processes owned by any of `uids`."""
+    found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
-            if os.stat(f"/proc/{name}").st_uid not in uids:
+            uid = os.stat(f"/proc/{name}").st_uid
+            if uid not in uids:
                 continue
             with open(f"/proc/{name}/stat", "rb") as f:
                 state = f.read().rpartition(b")")[2].split()[0]
         except (OSError, IndexError):
             continue
         if state != b"Z":
-            pids.append(int(name))
-    return pids
+            found.append((int(name), uid))
+    return found
 
 
 def ipc_objects(uids=None):
-    """[(kind, id, uid, size)] of the System V IPC objects in this IPC namespace (owned or created by `uids`)."""
+    """[(kind, id, uid, cuid, size)] of the System V IPC objects in this IPC namespace (owned or created by
+    `uids`)."""
     found = []
     for kind, (col_id, col_uid, col_cuid) in SYSVIPC.items():
         try:
@@ -48,7 +50,7 @@ def ipc_objects(uids=None):
             except (IndexError, ValueError):
                 continue
             if uids is None or uid in uids or cuid in uids:
-                found.append((kind, ident, uid, size))
+                found.append((kind, ident, uid, cuid, size))
     return found
 
 
@@ -70,7 +72,7 @@ def posix_ipc_files(uids):
 
 def remove_ipc_of(uid, libc):
     """Runs under `uid` (a sweep helper): IPC_RMID every System V object it owns, unlink its POSIX shm/mqueue files."""
-    for kind, ident, _, _ in ipc_objects({uid}):
+    for kind, ident, _, _, _ in ipc_objects({uid}):
         if kind == "shm":
             libc.shmctl(ident, IPC_RMID, None)
         elif kind == "msg":

@@ -163,14 +163,13 @@ class Worker:
             cand_r, cand_w = os.pipe()
             to_cand_r, to_cand_w = os.pipe()  # judge -> candidate: calls
             to_judge_r, to_judge_w = os.pipe()  # candidate -> judge: greeting and replies
-            slot.cand_pid = self.zygote.spawn(
-                {"uid": slot.cand_uid, "workdir": slot.workdir, "own_workdir": True, "cpu": limit},
-                {"out": out_w, "payload": cand_r, "chan_in": to_cand_r, "chan_out": to_judge_w})
-            token = secrets.token_hex(16).encode()  # made after the candidate forked: never in its memory
             judge_r, judge_w = os.pipe()
-            slot.pid = self.zygote.spawn({"uid": slot.uid, "workdir": "/", "cpu": limit},
-                                         {"out": out_w, "res": res_w, "payload": judge_r, "chan_in": to_judge_r,
-                                          "chan_out": to_cand_w})
+            slot.cand_pid, slot.pid = self.zygote.spawn(
+                ({"uid": slot.cand_uid, "workdir": slot.workdir, "own_workdir": True, "cpu": limit},
+                 {"out": out_w, "payload": cand_r, "chan_in": to_cand_r, "chan_out": to_judge_w}),
+                ({"uid": slot.uid, "workdir": "/", "cpu": limit},
+                 {"out": out_w, "res": res_w, "payload": judge_r, "chan_in": to_judge_r, "chan_out": to_cand_w}))
+            token = secrets.token_hex(16).encode()  # the worker's alone: only the judge's payload carries it
             for fd in (cand_r, to_cand_r, to_cand_w, to_judge_r, to_judge_w, judge_r):
                 os.close(fd)
             self.write_payload(slot, cand_w, b"C" + job["untrusted"].encode("utf-8", "surrogatepass"))
@@ -178,8 +177,8 @@ class Worker:
         else:
             token = secrets.token_hex(16).encode()
             pay_r, pay_w = os.pipe()
-            slot.pid = self.zygote.spawn({"uid": slot.uid, "workdir": slot.workdir, "own_workdir": True, "cpu": limit},
-                                         {"out": out_w, "res": res_w, "payload": pay_r})
+            slot.pid, = self.zygote.spawn(({"uid": slot.uid, "workdir": slot.workdir, "own_workdir": True,
+                                            "cpu": limit}, {"out": out_w, "res": res_w, "payload": pay_r}))
             os.close(pay_r)
             self.write_payload(slot, pay_w, b"I" + token + job["program"].encode("utf-8", "surrogatepass"))
         os.close(out_w)
@@ -283,34 +282,42 @@ class Worker:
 
     def clean(self, slot, uids):
         """Leftover processes, IPC objects and files of the sample removed; the container checked against its
-        baseline (retired when it is not back to it)."""
+        baseline (retired when it is not back to it). The usual sample leaves nothing: one /proc scan and one read
+        of the IPC tables say so."""
         if self.setuid:
-            for uid in sorted(uids):
-                if cleanup.uid_pids({uid}) or cleanup.ipc_objects({uid}) or cleanup.posix_ipc_files({uid}):
-                    self.zygote.sweep(uid)
+            ipc = cleanup.ipc_objects()
+            left = {uid for _, uid in cleanup.uid_pids(uids)}
+            left |= {u for _, _, uid, cuid, _ in ipc for u in (uid, cuid) if u in uids}
+            left |= {u for u in uids if cleanup.posix_ipc_files({u})}
+            for uid in sorted(left):
+                self.zygote.sweep(uid)
+            if left:
+                self.check_swept(uids)
+                ipc = cleanup.ipc_objects()
         cleanup.empty_dir(slot.workdir)
-        if not self.setuid:
-            return
+        if self.setuid and self.shmem_base is not None and self.retiring is None:
+            extra = self.unexplained_shmem(ipc) - self.shmem_base
+            if extra > cleanup.SHMEM_SLACK:
+                self.retire(f"{extra // 2**20} MB of shared memory not back to baseline")
+
+    def check_swept(self, uids):
         end = time.monotonic() + SETTLE_S
         while cleanup.uid_pids(uids):
             if time.monotonic() > end:
                 return self.retire(f"processes of uid {sorted(uids)} survived the sweep")
             time.sleep(0.005)
         if cleanup.ipc_objects(uids) or cleanup.posix_ipc_files(uids):
-            return self.retire(f"IPC objects of uid {sorted(uids)} survived the sweep")
-        if self.shmem_base is not None:
-            extra = self.unexplained_shmem() - self.shmem_base
-            if extra > cleanup.SHMEM_SLACK:
-                self.retire(f"{extra // 2**20} MB of shared memory not back to baseline")
+            self.retire(f"IPC objects of uid {sorted(uids)} survived the sweep")
 
-    def unexplained_shmem(self):
+    def unexplained_shmem(self, ipc=None):
         """Shared memory charged to the container beyond the slots' tmpfs files and the live System V segments
         (those of samples still running), or None where the cgroup does not say."""
         shmem = cleanup.cgroup_shmem()
         if shmem is None:
             return None
+        ipc = cleanup.ipc_objects() if ipc is None else ipc
         return (shmem - sum(cleanup.tmpfs_used(s.workdir) for s in self.slots)
-                - sum(size for _, _, _, size in cleanup.ipc_objects()))
+                - sum(size for _, _, _, _, size in ipc))
 
     def verdict(self, slot, status):
         res = bytes(slot.result)

@@ -217,12 +217,14 @@ class ZygoteClient:
             if key in msg:
                 return msg
 
-    def spawn(self, role_request, named_fds):
-        """Forks a confined child; returns its pid. `named_fds`: name -> fd, the child's ends of its pipes."""
-        names = list(named_fds)
-        req = dict(role_request, op="spawn", fds=names)
-        socket.send_fds(self.sock, [json.dumps(req).encode()], [named_fds[n] for n in names])
-        return self._until("spawned")["spawned"]
+    def spawn(self, *children):
+        """Forks one confined child per (request, named_fds), all requests sent before the first reply is read;
+        returns their pids in order. `named_fds`: name -> fd, the child's ends of its pipes."""
+        for role_request, named_fds in children:
+            names = list(named_fds)
+            req = dict(role_request, op="spawn", fds=names)
+            socket.send_fds(self.sock, [json.dumps(req).encode()], [named_fds[n] for n in names])
+        return [self._until("spawned")["spawned"] for _ in children]
 
     def sweep(self, uid):
         self.sock.send(json.dumps({"op": "sweep", "uid": uid}).encode())
