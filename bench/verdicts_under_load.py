@@ -2,7 +2,7 @@
 slower ones, wrong answers, exceptions, endless loops), judged by `harness eval --samples --tasks humanevalplus`
 once on an idle machine and once with two CPU-bound processes beside it. Prints both runs' counts, how many of the
 correct and slower-but-correct samples did not pass, and every sample whose verdict differs between the runs.
-    python bench/verdicts_under_load.py [--per-task 30] [--hogs 2] [--oracle inline|isolated]
+    python bench/verdicts_under_load.py [--per-task 30] [--hogs 2] [--oracle inline|isolated] [--limit N] [--smoke]
 """
 from __future__ import annotations
 
@@ -23,18 +23,14 @@ from evalplus_agreement import FLIPS, WRONG_TYPE, body_indent, compiles  # noqa:
 from tasks import load_suite  # noqa: E402
 
 BIN = Path(sys.executable).parent
-CORRECT = ("canonical", "prints", "slower_2x", "sleeps_per_call")  # every one of these should pass
-
-
-def indent(code: str, by: str) -> str:
-    return "".join(by + line if line.strip() else line for line in code.splitlines(True))
+CORRECT = ("canonical", "prints", "slower", "sleeps_per_call")  # every one of these should pass
 
 
 def variants(prompt: str, code: str, index: int, per_task: int) -> list[tuple[str, str]]:
     """(kind, completion) x per_task for one task: the correct kinds first, then wrong ones, padded with exceptions."""
     ind = body_indent(code)
     out = [("canonical", code), ("prints", f"{ind}print('hello')\n{code}"),
-           ("slower_2x", f"{ind}def _impl():\n{indent(code, ind)}{ind}_impl()\n{ind}return _impl()\n"),
+           ("slower", f"{ind}sum(range(20000))  # about a millisecond more per call, every call\n{code}"),
            ("sleeps_per_call", f"{ind}__import__('time').sleep(0.002)\n{code}")]
     for a, b in FLIPS:  # every occurrence of every operator that flips: one wrong answer each
         for m in re.finditer(re.escape(a), code):
@@ -62,9 +58,9 @@ def variants(prompt: str, code: str, index: int, per_task: int) -> list[tuple[st
     return correct + rest
 
 
-def samples(per_task: int) -> list[dict]:
+def samples(per_task: int, limit: int | None = None) -> list[dict]:
     rows = []
-    for i, t in enumerate(load_suite("humanevalplus").tasks):
+    for i, t in enumerate(load_suite("humanevalplus").limit(limit).tasks):
         for kind, completion in variants(t.prompt, t.canonical_solution, i, per_task):
             if kind == "wrong_type":  # the helper must come before the prompt: a whole solution
                 rows.append({"task_id": t.task_id, "mutant": kind, "solution": WRONG_TYPE + t.prompt + completion})
@@ -73,10 +69,11 @@ def samples(per_task: int) -> list[dict]:
     return rows
 
 
-def run(samples_path: Path, out: Path, oracle: str) -> tuple[list[dict], float]:
+def run(samples_path: Path, out: Path, oracle: str, limit: int | None) -> tuple[list[dict], float]:
     start = time.perf_counter()
     r = subprocess.run([str(BIN / "harness"), "eval", "--samples", str(samples_path), "--tasks", "humanevalplus",
-                        "--k", "1", "--oracle", oracle, "--output-dir", str(out)], capture_output=True, text=True)
+                        "--k", "1", "--oracle", oracle, "--output-dir", str(out)]
+                       + (["--limit", str(limit)] if limit else []), capture_output=True, text=True)
     wall = time.perf_counter() - start
     if r.returncode != 0:
         sys.exit(f"harness failed:\n{r.stderr[-2000:]}")
@@ -96,18 +93,22 @@ def main():
     ap.add_argument("--per-task", type=int, default=30)
     ap.add_argument("--hogs", type=int, default=2, help="CPU-bound processes beside the second run")
     ap.add_argument("--oracle", choices=["inline", "isolated"], default="inline")
+    ap.add_argument("--limit", type=int, help="the first N tasks only")
+    ap.add_argument("--smoke", action="store_true", help="seconds: 2 tasks x 6 samples, one hog (for CI)")
     args = ap.parse_args()
-    rows = samples(args.per_task)
+    if args.smoke:
+        args.limit, args.per_task, args.hogs = 2, 6, 1
+    rows = samples(args.per_task, args.limit)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         path = tmp / "samples.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         print(f"{len(rows)} samples: {dict(Counter(r['mutant'] for r in rows))}")
-        idle, idle_wall = run(path, tmp / "idle", args.oracle)
+        idle, idle_wall = run(path, tmp / "idle", args.oracle, args.limit)
         describe("idle", idle, idle_wall)
         hogs = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(args.hogs)]
         try:
-            loaded, loaded_wall = run(path, tmp / "loaded", args.oracle)
+            loaded, loaded_wall = run(path, tmp / "loaded", args.oracle, args.limit)
         finally:
             for h in hogs:
                 h.kill()

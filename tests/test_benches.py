@@ -72,3 +72,10 @@ def test_evalplus_agreement_smoke():
     require_docker()
     out = smoke("evalplus_agreement.py")
     assert re.search(r"^mbpp vs plain subprocesses: (\d+)/\1 samples agree", out, re.M), out
+
+
+def test_verdicts_under_load_smoke():
+    require_docker()
+    out = smoke("verdicts_under_load.py")
+    assert re.search(r"^same verdict idle and loaded: (\d+)/\1$", out, re.M), out
+    assert "correct or slower-but-correct samples that did not pass: 0" in out, out
