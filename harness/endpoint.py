@@ -9,6 +9,7 @@ the n samples are one greedy answer: it is asked for once.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -136,14 +137,20 @@ class Endpoint:
 
     def model_card(self) -> dict:
         """GET /v1/models: the server answers, takes the key and serves --served-model; its entry as it lists it."""
-        page = self._call(lambda: self.client.models.list(), reconnect=False)  # no server there: say so at once
-        listed = {m.id: m for m in page.data}
+        # no server there: say so at once; the raw answer, since a web page that is no API (200, HTML) breaks the
+        # client's own parsing with an AttributeError
+        answer = self._call(lambda: self.client.models.with_raw_response.list(), reconnect=False)
+        try:
+            listed = {m["id"]: {k: v for k, v in m.items() if v is not None} for m in json.loads(answer.text)["data"]}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise UserError(f"endpoint {self.cfg.url} answered GET /models with "
+                            f"{answer.headers.get('content-type') or 'a body'} that is no OpenAI model list: point "
+                            "--endpoint at an OpenAI-compatible server's API base (it ends in /v1)") from None
         if listed and self.cfg.served_model not in listed:
             names = ", ".join(sorted(listed)[:8])
             raise UserError(f"endpoint {self.cfg.url} does not serve {self.cfg.served_model!r}; it serves: {names}: "
                             "pass one of them as --served-model")
-        entry = listed.get(self.cfg.served_model)
-        card = entry.model_dump(exclude_none=True) if entry is not None else {"id": self.cfg.served_model}
+        card = listed.get(self.cfg.served_model) or {"id": self.cfg.served_model}
         card.pop("permission", None)  # vLLM's per-model permission list: noise in a summary
         return card
 
@@ -158,11 +165,12 @@ class Endpoint:
         self._add(requests=1)
         if self.chat:
             r = self.client.chat.completions.create(messages=req.prompt, **common)
-            texts = [c.message.content or "" for c in sorted(r.choices, key=lambda c: c.index)]
         else:
             r = self.client.completions.create(prompt=req.prompt, **common)
-            texts = [c.text for c in sorted(r.choices, key=lambda c: c.index)]
-        tokens = r.usage.completion_tokens if r.usage is not None else 0
+        choices = sorted(getattr(r, "choices", None) or [], key=lambda c: c.index)  # a web page (200, HTML) has none
+        texts = [(c.message.content or "") if self.chat else c.text for c in choices]
+        usage = getattr(r, "usage", None)
+        tokens = usage.completion_tokens if usage is not None else 0
         return texts, tokens
 
     def _answer(self, req: Request, params: GenParams) -> list[Generation]:

@@ -388,3 +388,41 @@ def test_a_resumed_request_is_seeded_as_its_first_missing_sample_so_it_does_not_
         runs.append({g.index: g.completion for g in got})
     assert len(set(runs[0].values())) == 3  # each sample its own seed
     assert runs[1] == {1: runs[0][1], 2: runs[0][2]}  # the resume gives what the whole run gave, not sample 0 again
+
+
+class WebPage(BaseHTTPRequestHandler):
+    """Not an API: a web page (200, text/html) at every path, as a UI on the port --endpoint names would answer."""
+
+    def log_message(self, *args):
+        pass
+
+    def _page(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        data = b"<html><body>welcome</body></html>"
+        self.send_response(200)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _page
+
+
+def test_a_web_page_that_is_no_api_is_one_line_not_a_traceback():
+    pytest.importorskip("openai")
+    from common.errors import UserError
+    from harness.config import EndpointConfig, GenParams
+    from harness.endpoint import Endpoint, request
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), WebPage)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        endpoint = Endpoint(EndpointConfig(url=f"http://127.0.0.1:{httpd.server_address[1]}/v1", served_model="m",
+                                           retries=0))
+        with pytest.raises(UserError, match="text/html that is no OpenAI model list"):
+            endpoint.model_card()
+        params = GenParams(n=1)
+        with pytest.raises(UserError, match="not an OpenAI-compatible completions server"):
+            endpoint.generate([request("a", "p", [0], params)], params, on_done=lambda gens: None)
+    finally:
+        httpd.shutdown()
