@@ -95,25 +95,26 @@ def _bound_by_imports(tree: ast.Module) -> set[str]:
 CODE_START = re.compile(r"(async\s+def|def|class|import|from|@)\b")
 
 
-def _parse_prefix(code: str) -> tuple[ast.Module, list[str]] | None:
+def _parse_prefix(code: str, entry_point: str = "") -> tuple[ast.Module, list[str]] | None:
     """The longest run of whole lines that parses, and those lines: from the top, or when prose comes first (an
     answer without a fence) from a line that starts a definition or an import; cut at the end, since a model that
-    stops mid-statement still gave a function."""
+    stops mid-statement still gave a function. A run that defines `entry_point` beats a longer one that does not
+    (the function, then prose, then a longer example of its use)."""
     lines = code.splitlines()
-    best = None
+    best, best_key = None, None
     for start in [0] + [i for i, line in enumerate(lines) if i and CODE_START.match(line)]:
-        if best is not None and len(best[1]) >= len(lines) - start:
-            break  # no later start can cover more lines
+        if best_key is not None and best_key >= (True, len(lines) - start):
+            break  # no later start can do better
         for end in range(len(lines), start, -1):
             try:
                 tree = ast.parse("\n".join(lines[start:end]))
             except (SyntaxError, ValueError):
                 continue
-            if best is None or end - start > len(best[1]):
-                best = (tree, lines[start:end])
+            key = (any(entry_point in _defined(n) for n in tree.body), end - start)
+            if best_key is None or key > best_key:
+                best, best_key = (tree, lines[start:end]), key
             break
     return best
-
 
 
 def _defined(node: ast.stmt) -> set[str]:
@@ -141,7 +142,7 @@ def sanitize(code: str, entry_point: str, prompt: str = "") -> str:
     answer does not redefine, the entry point, and the top-level functions, classes and assignments it needs, in
     their original order. Code without the entry point keeps every import and definition; code that does not parse
     at all is returned as it is (the sandbox says why)."""
-    parsed = _parse_prefix(code)
+    parsed = _parse_prefix(code, entry_point)
     if parsed is None:
         return code
     tree, lines = parsed

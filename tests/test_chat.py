@@ -72,3 +72,9 @@ def test_a_helper_in_a_block_of_its_own_and_a_guarded_import_are_kept_and_a_test
     program = program_of(answer, "add", PROMPT)
     assert run(program, "add")([1, 2]) == 6
     assert "no_such_module" not in program and "print(" not in program
+
+
+def test_unfenced_code_that_defines_the_entry_point_beats_a_longer_example_after_the_prose():
+    answer = ("def add(xs):\n    return sum(xs)\n\nYou can use it like this:\nimport random\n"
+              "xs = [random.random() for _ in range(10)]\nys = sorted(xs)\nprint(add(ys))\n")
+    assert run(program_of(answer, "add", PROMPT), "add")([1, 2]) == 3
