@@ -358,7 +358,6 @@ class CappedClient:
 
 
 def test_a_resumed_run_whose_first_prompt_lacks_one_sample_still_gets_every_sample_from_a_capped_server():
-    pytest.importorskip("openai")
     from harness.config import EndpointConfig, GenParams
     from harness.endpoint import Endpoint, Request
 
@@ -374,7 +373,6 @@ def test_a_resumed_run_whose_first_prompt_lacks_one_sample_still_gets_every_samp
 
 
 def test_a_resumed_request_is_seeded_as_its_first_missing_sample_so_it_does_not_repeat_sample_0():
-    pytest.importorskip("openai")
     from harness.config import EndpointConfig, GenParams
     from harness.endpoint import Endpoint, request
 
@@ -409,7 +407,6 @@ class WebPage(BaseHTTPRequestHandler):
 
 
 def test_a_web_page_that_is_no_api_is_one_line_not_a_traceback():
-    pytest.importorskip("openai")
     from common.errors import UserError
     from harness.config import EndpointConfig, GenParams
     from harness.endpoint import Endpoint, request
