@@ -298,18 +298,24 @@ def evaluate_checkpoint(hub: Hub, ref: CheckpointRef, suites: list[Suite], cfg: 
             "generation_timing": {**gen_info, "truncated_prompts": truncated},
             "output_dir": str(out_dir),
         }
-        summary = scoring.score(samples, suite, out_dir, cfg.sandbox.make_pool, cfg.sandbox.timeout, list(cfg.ks),
-                                meta=meta, notes=notes, sandbox=cfg.sandbox.backend,
-                                timeout_factor=cfg.sandbox.timeout_factor, oracle=cfg.sandbox.oracle)
-        summary.timings["total_s"] = round(time.perf_counter() - t0, 2)
-        if ppl:
-            atomic.write_json(out_dir / PERPLEXITY, ppl)
-        summary.write(out_dir / SUMMARY)
-        if cfg.leaderboard is not None:
-            leaderboard.upsert(cfg.leaderboard, leaderboard.row_from_summary(summary, cfg.leaderboard,
-                                                                                    cfg.board_name))
-        summaries.append(summary)
+        summaries.append(score_and_publish(samples, suite, out_dir, cfg, meta, notes, t0, ppl))
     return summaries
+
+
+def score_and_publish(samples, suite, out_dir, cfg: EvalConfig, meta: dict, notes: list, t0: float,
+                      ppl: dict | None = None) -> Summary:
+    """Verdicts -> pass@k -> (perplexity.json) -> summary.json, written last, then the leaderboard row: the last step
+    of every evaluation."""
+    summary = scoring.score(samples, suite, out_dir, cfg.sandbox.make_pool, cfg.sandbox.timeout, list(cfg.ks),
+                            meta=meta, notes=notes, sandbox=cfg.sandbox.backend,
+                            timeout_factor=cfg.sandbox.timeout_factor, oracle=cfg.sandbox.oracle)
+    summary.timings["total_s"] = round(time.perf_counter() - t0, 2)
+    if ppl:
+        atomic.write_json(out_dir / PERPLEXITY, ppl)
+    summary.write(out_dir / SUMMARY)
+    if cfg.leaderboard is not None:
+        leaderboard.upsert(cfg.leaderboard, leaderboard.row_from_summary(summary, cfg.leaderboard, cfg.board_name))
+    return summary
 
 
 def evaluate_checkpoints(hub: Hub, refs: list[CheckpointRef], cfg: EvalConfig, nested: bool = False) -> list[Summary]:
@@ -414,13 +420,5 @@ def evaluate_endpoint(cfg: EvalConfig) -> list[Summary]:
             "generation": {**asdict(group.params), "stop_sent": list(group.params.stop[:MAX_STOP])},
             "generation_timing": gen_info, "output_dir": str(out_dir),
         }
-        summary = scoring.score(samples, suite, out_dir, cfg.sandbox.make_pool, cfg.sandbox.timeout, list(cfg.ks),
-                                meta=meta, notes=notes, sandbox=cfg.sandbox.backend,
-                                timeout_factor=cfg.sandbox.timeout_factor, oracle=cfg.sandbox.oracle)
-        summary.timings["total_s"] = round(time.perf_counter() - t0, 2)
-        summary.write(out_dir / SUMMARY)
-        if cfg.leaderboard is not None:
-            leaderboard.upsert(cfg.leaderboard, leaderboard.row_from_summary(summary, cfg.leaderboard,
-                                                                                    cfg.board_name))
-        summaries.append(summary)
+        summaries.append(score_and_publish(samples, suite, out_dir, cfg, meta, notes, t0))
     return summaries
