@@ -40,7 +40,7 @@ def canonical_times(suite: Suite, backend: str, pool, oracle: str = "inline") ->
         except json.JSONDecodeError:
             pass  # a torn file: time again
     jobs = [Job(t.task_id, t.canonical_program(), CALIBRATION_TIMEOUT_S,
-                IsolatedParts(**t.isolated_parts(t.canonical_solution)) if oracle == "isolated" else None)
+                IsolatedParts(**t.isolated_parts(t.canonical_solution)) if oracle == "isolated" else None, env=t.env)
             for t in suite.tasks if t.canonical_solution is not None]
     times = {}
     for job, v in progress(pool().run(jobs), total=len(jobs), desc=f"timing {suite.name} references", unit="task"):
@@ -64,7 +64,8 @@ def input_times(suite: Suite, backend: str, pool) -> dict[str, dict]:
         except json.JSONDecodeError:
             pass
     by_id = {t.task_id: t for t in todo}
-    jobs = [Job(t.task_id, per_input.with_limits(t, None, WALL_FACTOR).canonical_program(), CALIBRATION_TIMEOUT_S)
+    jobs = [Job(t.task_id, per_input.with_limits(t, None, WALL_FACTOR).canonical_program(), CALIBRATION_TIMEOUT_S,
+                env=t.env)
             for t in todo]
     times = {}
     for job, v in progress(pool().run(jobs), total=len(jobs), desc=f"timing {suite.name} references per input",

@@ -41,10 +41,21 @@ def cmd_sandbox_build(args) -> int:
     from sandbox.engine import engine_urls
     from sandbox.pool import connect_engines
 
+    envs = []
+    if args.suite:  # resolved first: an unknown suite is one line before any build
+        from tasks import load_suites
+
+        envs = list(dict.fromkeys(e for s in load_suites(args.suite) for e in s.envs()))
     engines = connect_engines(engine_urls(args.docker_host))
     for i, engine in enumerate(engines):
         tag = image.ensure_image(rebuild=args.rebuild and i == 0, engine=engine, donors=engines[:i])
         print(f"{tag} on {engine.url}")
+    from sandbox.envimage import ensure_env_image, image_size_mb
+
+    for env in envs:
+        for i, engine in enumerate(engines):
+            tag = ensure_env_image(env, image.image_tag(), engine, donors=engines[:i])
+            print(f"{tag} on {engine.url} ({image_size_mb(engine, tag):.0f} MB; environment {env.name})")
     return 0
 
 
@@ -150,7 +161,15 @@ def eval_samples(args) -> int:
         per_suite = read_samples(args.samples, suites)
         stages["read_samples_s"] = time.perf_counter() - t0
         root = Path(args.output_dir or Path("eval") / Path(args.samples).name.split(".")[0])
+        errors = []
         for part in per_suite:
+            if part.suite.envs() and sandbox.backend == "docker":
+                try:  # its images now: a suite whose environment cannot be built leaves the others unaffected
+                    pool().prepare(part.suite.envs())
+                except UserError as exc:
+                    errors.append(f"{part.suite.name} not evaluated: {exc}")
+                    print(f"error: {errors[-1]}", file=sys.stderr)
+                    continue
             scored = {s.task_id for s in part.samples}
             if len(scored) < len(part.suite.tasks):
                 print(f"warning: {part.suite.name}: samples cover {len(scored)} of {len(part.suite.tasks)} tasks; "
@@ -163,6 +182,8 @@ def eval_samples(args) -> int:
             stages = {}
             print(format_summary(summary))
             print(f"wrote {out_dir / scoring.RESULTS} and {out_dir / SUMMARY}")
+    if errors:
+        raise UserError("; ".join(errors))
     return 0
 
 
@@ -228,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     sbsub = sb.add_subparsers(dest="sandbox_command", required=True)
     p = sbsub.add_parser("build", help="build the sandbox image (offline when no registry answers)")
     p.add_argument("--rebuild", action="store_true")
+    p.add_argument("--suite", default=None, metavar="NAMES",
+                   help="also build the environment images these suites need (comma-separated, e.g. ds1000)")
     p.add_argument("--docker-host", action="append", default=None, metavar="URL",
                    help="build (or copy) the image on this engine too (repeatable); default as for eval")
     p.set_defaults(func=cmd_sandbox_build)

@@ -4,6 +4,7 @@ Validation lives here, so every entry point rejects the same bad input with the 
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -67,19 +68,45 @@ class SandboxConfig:
                    engines=tuple(getattr(args, "docker_host", None) or ()))
 
     def make_pool(self):
+        """The pools of this run, one per suite environment (sandbox/envpools.py): the base image's starts now."""
+        from sandbox.envpools import EnvPools
         from sandbox.limits import Limits
         from sandbox.pool import SandboxPool
 
-        return SandboxPool(backend=self.backend, workers=self.workers,
-                           limits=Limits(slots=self.slots, memory_mb=self.memory_mb), engines=list(self.engines))
+        return EnvPools(lambda env: SandboxPool(backend=self.backend, workers=self.workers,
+                                                limits=Limits(slots=self.slots, memory_mb=self.memory_mb),
+                                                engines=list(self.engines), env=env))
 
-    def preflight(self) -> None:
-        """Fail in one line before hours of generation, not after: no engine, no image."""
+    def preflight(self, envs=()) -> dict[str, str]:
+        """Fail in one line before hours of generation, not after: no engine, no image. Each suite environment in
+        `envs` is built where missing; one that cannot be is returned ({env hash: its one line}), not raised, so
+        that the suites which do not need it still run."""
+        failed: dict[str, str] = {}
         if self.backend == "docker":
             from sandbox.engine import engine_urls
             from sandbox.pool import connect_engines, ensure_images
 
-            ensure_images(connect_engines(engine_urls(list(self.engines))))
+            engines = connect_engines(engine_urls(list(self.engines)))
+            ensure_images(engines)
+            for env in dict.fromkeys(e for e in envs if e is not None):
+                try:
+                    ensure_images(engines, env)
+                except UserError as exc:
+                    failed[env.hash] = str(exc)
+        return failed
+
+    def usable(self, suites: list) -> tuple[list, list[str]]:
+        """preflight() over these suites: (the suites whose images are ready, one line per suite that cannot run)."""
+        failed = self.preflight([e for s in suites for e in s.envs()])
+        keep, errors = [], []
+        for s in suites:
+            why = next((failed[e.hash] for e in s.envs() if e.hash in failed), None)
+            if why is None:
+                keep.append(s)
+            else:
+                errors.append(f"{s.name} not evaluated: {why}")
+                print(f"error: {errors[-1]}", file=sys.stderr)
+        return keep, errors
 
 
 @dataclass(frozen=True)

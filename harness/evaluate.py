@@ -332,13 +332,17 @@ def evaluate_checkpoints(hub: Hub, refs: list[CheckpointRef], cfg: EvalConfig, n
             for group in prompt_groups(suites, cfg.gen, asker(hub, ref, cfg), cfg.chat):
                 generate_missing(LazyModel(hub, ref, ranks), group, cfg, state.seq_length if state else None, ranks)
         return []
-    if any(checkpoint_objective(hub, ref, training_state(hub, ref)) != MASKED for ref in refs):
-        cfg.sandbox.preflight()  # masked-LM checkpoints run no sample: they need no engine
+    errors = []
     many = nested or len(refs) > 1 or len(suites) > 1
+    if any(checkpoint_objective(hub, ref, training_state(hub, ref)) != MASKED for ref in refs):
+        suites, errors = cfg.sandbox.usable(suites)  # masked-LM checkpoints run no sample: they need no engine
     summaries = []
-    for i, ref in enumerate(refs, 1):
-        print(f"[{i}/{len(refs)}] {ref.short}", file=sys.stderr)
-        summaries += evaluate_checkpoint(hub, ref, suites, cfg, ranks, many)
+    if suites:
+        for i, ref in enumerate(refs, 1):
+            print(f"[{i}/{len(refs)}] {ref.short}", file=sys.stderr)
+            summaries += evaluate_checkpoint(hub, ref, suites, cfg, ranks, many)
+    if errors:  # the other suites are scored and written; the run still says it did not do everything asked
+        raise UserError("; ".join(errors))
     return summaries
 
 
@@ -375,6 +379,8 @@ def evaluate_endpoint(cfg: EvalConfig) -> list[Summary]:
     ep = cfg.endpoint
     suites = cfg.load_suites()
     endpoint = Endpoint(ep, chat=cfg.chat)  # a missing API key is one line before anything else
+    many = len(suites) > 1
+    suites, errors = cfg.sandbox.usable(suites)
     ask = (lambda t: messages(t.prompt, t.entry_point)) if cfg.chat else completion_prompt
     groups = prompt_groups(suites, cfg.gen, ask, cfg.chat)
     todo = []
@@ -384,7 +390,6 @@ def evaluate_endpoint(cfg: EvalConfig) -> list[Summary]:
             missing = [k for k in range(group.params.n) if (pid, k) not in have]
             if missing:
                 todo.append((group, request(pid, prompt, missing, group.params)))
-    cfg.sandbox.preflight()
     card = endpoint_card(endpoint, cfg, needed=bool(todo))
     if todo:
         bar = progress(total=sum(len(r.indices) for _, r in todo), desc=f"generating via {ep.url}", unit="sample")
@@ -408,7 +413,6 @@ def evaluate_endpoint(cfg: EvalConfig) -> list[Summary]:
                 "tokens_per_s": round(stats.new_tokens / stats.seconds, 1) if stats.seconds else None,
                 "requests": stats.requests, "retries": stats.retries, "n_per_request": stats.n_per_request,
                 "concurrency": ep.concurrency}
-    many = len(suites) > 1
     summaries = []
     for suite in suites:
         group = next(g for g in groups if g.params.stop == (() if cfg.chat else suite.stop))
@@ -421,4 +425,6 @@ def evaluate_endpoint(cfg: EvalConfig) -> list[Summary]:
             "generation_timing": gen_info, "output_dir": str(out_dir),
         }
         summaries.append(score_and_publish(samples, suite, out_dir, cfg, meta, notes, t0))
+    if errors:
+        raise UserError("; ".join(errors))
     return summaries

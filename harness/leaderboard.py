@@ -55,6 +55,9 @@ def row_from_summary(s: Summary, board: Path, name: str | None = None) -> dict:
     for k, est in sorted(s.pass_at_k.items()):
         row[f"pass@{k}"] = est.value
         row[f"pass@{k}_stderr"] = est.stderr
+    for group, table in s.pass_at_k_by_group.items():  # DS-1000's per-library columns, as its paper reports them
+        for k, est in sorted(table.items()):
+            row[f"{group} pass@{k}"] = est.value
     return row
 
 

@@ -101,14 +101,25 @@ def isolated_parts(tasks: dict, sample: Sample, oracle: str) -> IsolatedParts | 
     return IsolatedParts(**task.isolated_parts(completion=sample.completion, solution=sample.solution))
 
 
-def sample_key(index: int, program: str, timeout: float, oracle: str = "inline") -> str:
+def sample_key(index: int, program: str, timeout: float, oracle: str = "inline", env=None) -> str:
     salt = "" if oracle == "inline" else f"{oracle}\0"  # inline keys are those of earlier releases: caches stay valid
+    salt += "" if env is None else f"env={env.hash}\0"  # a verdict belongs to the libraries it ran with
     digest = hashlib.sha1(f"{salt}{timeout}\0{program}".encode()).hexdigest()[:16]
     return f"{index}:{digest}"
 
 
 def load_cached_verdicts(path: Path) -> dict[str, dict]:
     return {row["key"]: row for row in read_log(path, required=("key", "passed", "result"))}
+
+
+def environment_record(suite: Suite, per_task: dict) -> dict[str, dict]:
+    """Which tasks ran on which suite environment, with every pinned version (the summary says what ran where)."""
+    out = {}
+    for env in suite.envs():
+        ids = [t.task_id for t in suite.tasks if t.env == env and t.task_id in per_task]
+        if ids:
+            out[env.name] = {"hash": env.hash, "tasks": len(ids), "packages": env.packages(), "note": env.note}
+    return out
 
 
 def result_kind(result: str) -> str:
@@ -149,7 +160,8 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
             stages["calibrate_s"] = time.perf_counter() - t0
         programs = [tasks[s.task_id].program_from_solution(s.solution) if s.solution is not None
                     else tasks[s.task_id].program(s.completion) for s in samples]
-        keys = [sample_key(i, p, timeouts[s.task_id], oracle) for i, (s, p) in enumerate(zip(samples, programs))]
+        keys = [sample_key(i, p, timeouts[s.task_id], oracle, tasks[s.task_id].env)
+                for i, (s, p) in enumerate(zip(samples, programs))]
         cached = load_cached_verdicts(out_dir / VERDICTS)
         todo = [i for i, k in enumerate(keys) if k not in cached]
 
@@ -161,8 +173,8 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
             if len(todo) < len(samples):
                 print(f"resuming: {len(samples) - len(todo)} of {len(samples)} verdicts already in "
                       f"{out_dir / VERDICTS}", file=sys.stderr)
-            jobs = [Job(i, programs[i], timeouts[samples[i].task_id], isolated_parts(tasks, samples[i], oracle))
-                    for i in todo]
+            jobs = [Job(i, programs[i], timeouts[samples[i].task_id], isolated_parts(tasks, samples[i], oracle),
+                        env=tasks[samples[i].task_id].env) for i in todo]
             with open(out_dir / VERDICTS, "a", encoding="utf-8") as log:
                 for job, v in progress(pool().run(jobs), total=len(jobs), desc=f"executing {suite.name}",
                                        unit="sample"):
@@ -190,10 +202,16 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
                      + ", ".join(f"{t} ({r[:60]})" for t, r in sorted(broken.items())[:5]))
     table, k_notes = pass_at_k(per_task, ks)
     notes += k_notes
+    groups: dict[str, dict] = {}
+    for t in suite.tasks:
+        if t.group is not None and t.task_id in per_task:
+            groups.setdefault(t.group, {})[t.task_id] = per_task[t.task_id]
+    by_group = {g: pass_at_k(of_group, ks)[0] for g, of_group in groups.items()}
     ns = sorted({n for n, _ in per_task.values()})
     summary = Summary(
         suite=suite.name, suite_hash=suite.hash, samples=len(samples), timeout_s=timeout, sandbox=sandbox,
-        oracle=oracle, harness_version=__version__, pass_at_k=table,
+        oracle=oracle, harness_version=__version__, pass_at_k=table, pass_at_k_by_group=by_group,
+        environments=environment_record(suite, per_task),
         tasks_scored=[t for t in suite.by_id() if t in per_task], tasks_missing=missing,
         samples_per_task=ns[0] if len(ns) == 1 else {"min": ns[0], "max": ns[-1]},
         result_counts=dict(kinds.most_common()),

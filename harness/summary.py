@@ -16,6 +16,10 @@ from tasks.passk import PassK
 SUMMARY = "summary.json"
 
 
+def parse_pass_at_k(table: dict) -> dict[int, PassK]:
+    return {int(k): PassK(float(v["value"]), float(v["stderr"]), int(v["problems"])) for k, v in table.items()}
+
+
 @dataclass
 class Summary:
     suite: str
@@ -26,6 +30,8 @@ class Summary:
     harness_version: str
     oracle: str = "inline"  # "isolated": the tests ran in another process than the program
     pass_at_k: dict[int, PassK] = field(default_factory=dict)
+    pass_at_k_by_group: dict[str, dict[int, PassK]] = field(default_factory=dict)  # DS-1000: per library
+    environments: dict[str, dict] = field(default_factory=dict)  # suite environment -> its image, pins and tasks
     tasks_scored: list[str] = field(default_factory=list)
     tasks_missing: list[str] = field(default_factory=list)
     samples_per_task: int | dict | None = None
@@ -60,6 +66,8 @@ class Summary:
     def to_json(self) -> dict:
         out = asdict(self)
         out["pass_at_k"] = {str(k): asdict(v) for k, v in sorted(self.pass_at_k.items())}
+        out["pass_at_k_by_group"] = {g: {str(k): asdict(v) for k, v in sorted(t.items())}
+                                     for g, t in self.pass_at_k_by_group.items()}
         return out
 
     @classmethod
@@ -67,8 +75,8 @@ class Summary:
         try:
             known = {f.name for f in fields(cls)}
             values = {k: v for k, v in data.items() if k in known}
-            values["pass_at_k"] = {int(k): PassK(float(v["value"]), float(v["stderr"]), int(v["problems"]))
-                                   for k, v in data.get("pass_at_k", {}).items()}
+            values["pass_at_k"] = parse_pass_at_k(data.get("pass_at_k", {}))
+            values["pass_at_k_by_group"] = {g: parse_pass_at_k(t) for g, t in data.get("pass_at_k_by_group", {}).items()}
             return cls(**values)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise UserError(f"{where} is not a harness summary ({type(exc).__name__}: {exc}): remove it and evaluate "

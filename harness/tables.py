@@ -24,6 +24,14 @@ def format_summary(summary: Summary) -> str:
         text += "\n| metric   | value   | std. error   |\n|----------|---------|--------------|"
         for k, est in sorted(summary.pass_at_k.items()):
             text += f"\n| {f'pass@{k}':<8} | {f'{100 * est.value:.2f}%':<7} | {f'± {100 * est.stderr:.2f}':<12} |"
+    if summary.pass_at_k_by_group:
+        ks = sorted({k for t in summary.pass_at_k_by_group.values() for k in t})
+        text += "\n| " + " | ".join(["group", "problems"] + [f"pass@{k}" for k in ks]) + " |"
+        text += "\n|" + "|".join(["---"] * (2 + len(ks))) + "|"
+        for g, t in summary.pass_at_k_by_group.items():
+            problems = next(iter(t.values())).problems if t else 0
+            text += "\n| " + " | ".join([g, str(problems)] + [f"{100 * t[k].value:.2f}%" if k in t else "-"
+                                                                for k in ks]) + " |"
     if summary.result_counts:
         text += "\nresults: " + ", ".join(f"{k}: {v}" for k, v in summary.result_counts.items())
     for note in summary.notes:

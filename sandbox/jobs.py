@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from common.envspec import EnvSpec
 from sandbox.limits import DEFAULT_TIMEOUT_S
 
 
@@ -25,11 +26,13 @@ class IsolatedParts:
 @dataclass
 class Job:
     """One program for the sandbox. `key` is opaque to the sandbox and comes back with the verdict.
-    `isolated`: judge it with the isolated oracle (the tests run in another process than the program)."""
+    `isolated`: judge it with the isolated oracle (the tests run in another process than the program).
+    `env`: the suite environment it runs in (its own image, sandbox/envimage.py); None: the base image."""
     key: Any
     program: str
     timeout: float = DEFAULT_TIMEOUT_S
     isolated: IsolatedParts | None = None
+    env: EnvSpec | None = None
 
     def message(self, jid: int) -> dict:
         """The worker's view of the job (the protocol in sandbox/worker/__init__.py)."""

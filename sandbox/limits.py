@@ -27,6 +27,16 @@ class Limits:
     cpus_per_slot: float = 1.0  # the container's CPU quota is slots x this: a storm of processes slows only its own
     wall_factor: float = WALL_FACTOR
 
+    def raised(self, overrides) -> "Limits":
+        """These limits with each of `overrides` ((name, value) pairs, a suite environment's) raised to at least
+        that value: an environment that imports TensorFlow needs more address space and threads than HumanEval."""
+        from dataclasses import replace
+
+        for name, _ in overrides:
+            if not hasattr(self, name):
+                raise ValueError(f"unknown sandbox limit {name!r}")
+        return replace(self, **{name: max(getattr(self, name), value) for name, value in overrides})
+
     def container_cpus(self) -> float:
         return self.slots * self.cpus_per_slot
 

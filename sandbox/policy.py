@@ -14,6 +14,9 @@ OWNER_LABEL = "codeparrot-harness.owner"
 WORKER_CAPS = ("SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL")
 
 
+WORKER_DIR = "/work/.worker"
+
+
 def slot_dir(slot: int) -> str:
     return f"/work/{slot}"
 
@@ -40,7 +43,10 @@ def container_spec(limits: Limits, image: str, name: str, owner: str, container_
         # many processes competes with its own container's slots, not with the other containers
         "log_config": {"type": "none", "config": {}},  # --log-driver none
         # no binds, no mounts, no devices, no environment: nothing of the host is visible
-        "tmpfs": {slot_dir(slot): f"rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=0700" for slot in range(limits.slots)},
+        "tmpfs": {**{slot_dir(slot): f"rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=0700"
+                     for slot in range(limits.slots)},
+                  WORKER_DIR: "rw,nosuid,nodev,noexec,size=32m,mode=0700"},  # the worker's own (root only): caches
+        # a suite environment builds before the zygote forks (matplotlib's font list)
     }
     create = {
         "image": image, "name": name, "command": limits.worker_args(container_index),

@@ -21,8 +21,9 @@ from collections import deque
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from common.envspec import EnvSpec
 from common.errors import UserError
-from sandbox import image as sandbox_image
+from sandbox import envimage, image as sandbox_image
 from sandbox.engine import Engine, engine_error, engine_urls
 from sandbox.jobs import Job, Verdict
 from sandbox.limits import Limits
@@ -198,11 +199,13 @@ class SandboxPool:
     """
 
     def __init__(self, backend: str = "docker", workers: int | None = None, limits: Limits | None = None,
-                 max_retries: int = 2, hang_after_s: float = 60.0, engines: list[str] | None = None):
+                 max_retries: int = 2, hang_after_s: float = 60.0, engines: list[str] | None = None,
+                 env: EnvSpec | None = None):
         if backend not in BACKENDS:
             raise UserError(f"unknown sandbox backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         self.backend = backend
-        self.limits = limits or Limits()
+        self.env = env
+        self.limits = (limits or Limits()).raised(env.limits if env is not None else ())
         self.max_retries = max_retries
         self.hang_after_s = hang_after_s
         self.events: queue.Queue = queue.Queue()
@@ -213,7 +216,7 @@ class SandboxPool:
         self._spawn_errors: list[str] = []
         if backend == "docker":
             self.engines = connect_engines(engine_urls(engines))
-            self.images = ensure_images(self.engines)
+            self.images = ensure_images(self.engines, env)
             per_engine = plan_workers([e.cpus for e in self.engines], workers)
             placements = [e for e, n in zip(self.engines, per_engine) for _ in range(n)]
             for e in self.engines:  # cleanup of earlier crashed owners: nothing waits on it
@@ -405,10 +408,19 @@ def connect_engines(urls: list[str]) -> list[Engine]:
     return engines
 
 
-def ensure_images(engines: list[Engine]) -> dict[str, str]:
-    """The sandbox image on every engine: built once, then copied to the engines that lack it."""
+def ensure_images(engines: list[Engine], env: EnvSpec | None = None) -> dict[str, str]:
+    """The sandbox image (and, with `env`, that environment's image on top of it) on every engine: built once,
+    then copied to the engines that lack it."""
     have = sorted(engines, key=lambda e: not e.has_image(sandbox_image.image_tag()))
     images: dict[str, str] = {}
     for engine in have:
         images[engine.url] = sandbox_image.ensure_image(engine=engine, donors=[e for e in have if e.url in images])
-    return images
+    if env is None:
+        return images
+    base = sandbox_image.image_tag()
+    have = sorted(engines, key=lambda e: not e.has_image(envimage.env_tag(env, base)))
+    env_images: dict[str, str] = {}
+    for engine in have:
+        env_images[engine.url] = envimage.ensure_env_image(env, base, engine,
+                                                           donors=[e for e in have if e.url in env_images])
+    return env_images

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
+from common.envspec import EnvSpec
 from common.errors import UserError
 from common.jsonl import iter_json_objects
 
@@ -22,6 +23,8 @@ class Task:
     test: str  # human-eval style: defines check(candidate); `calls_check=False`: statements (MBPP's asserts)
     canonical_solution: str | None = None
     calls_check: bool = True
+    env: EnvSpec | None = None  # the suite environment its test needs (its own sandbox image); None: the base image
+    group: str | None = None  # what pass@k is also reported by (DS-1000's library)
 
     def test_part(self) -> str:
         return "\n" + self.test + "\n" + (f"check({self.entry_point})" if self.calls_check else "")
@@ -68,9 +71,13 @@ class Suite:
         """Content hash over every task's fields, in order: results for one hash never mix with another."""
         h = hashlib.sha256()
         for t in self.tasks:
-            h.update(json.dumps([t.task_id, t.prompt, t.entry_point, t.test] + ([] if t.calls_check else [False]),
-                                ensure_ascii=False).encode())
+            h.update(json.dumps([t.task_id, t.prompt, t.entry_point, t.test] + ([] if t.calls_check else [False])
+                                + ([t.env.hash] if t.env is not None else []), ensure_ascii=False).encode())
         return h.hexdigest()[:16]
+
+    def envs(self) -> list[EnvSpec]:
+        """The environments its tasks need, each once, in task order."""
+        return list(dict.fromkeys(t.env for t in self.tasks if t.env is not None))
 
     def by_id(self) -> dict[str, Task]:
         return {t.task_id: t for t in self.tasks}

@@ -35,7 +35,8 @@ def test_memory_pids_and_cpu_limits_follow_the_limits():
 
 def test_one_capped_tmpfs_per_slot_and_no_mounts_or_env():
     spec = spec_for(slots=2, tmpfs_mb=64)
-    assert spec["host_config"]["tmpfs"] == {f"/work/{i}": "rw,nosuid,nodev,size=64m,mode=0700" for i in range(2)}
+    assert spec["host_config"]["tmpfs"] == {**{f"/work/{i}": "rw,nosuid,nodev,size=64m,mode=0700" for i in range(2)},
+                                            "/work/.worker": "rw,nosuid,nodev,noexec,size=32m,mode=0700"}
     for forbidden in ("binds", "mounts", "volumes_from", "devices", "privileged", "pid_mode", "userns_mode"):
         assert forbidden not in spec["host_config"]
     for forbidden in ("environment", "volumes", "ports", "user"):

@@ -29,6 +29,25 @@ CPU_POLL_S = 0.05  # how often a running sample's CPU time (all its processes) i
 SETTLE_S = 0.2  # how long killed processes may take to disappear before the container counts as not at baseline
 
 
+def suite_environment(work_root):
+    """The suite environment this image was built for (sandbox/envimage.py writes /opt/sandbox/env.json), {} for the
+    base image. Its variables join the samples' environment; matplotlib gets a cache directory that only the worker
+    can write (its font cache is built here, once, before the zygote forks: samples inherit it loaded)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "env.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        env = json.load(f)
+    os.environ.update(dict(env.get("env", ())))
+    # some libraries write a temporary file at import (scipy.stats): the worker's own tmpfs, during preload only
+    os.environ["TMPDIR"] = os.path.join(work_root, ".worker", "tmp")
+    os.makedirs(os.environ["TMPDIR"], mode=0o700, exist_ok=True)
+    if any(m.startswith("matplotlib") for m in env.get("preload", ())):
+        os.environ["MPLCONFIGDIR"] = os.path.join(work_root, ".worker", "matplotlib")
+        os.makedirs(os.environ["MPLCONFIGDIR"], mode=0o700, exist_ok=True)
+    return env
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser()
     # The limits have no defaults here: the host passes every one (sandbox/limits.py is their only home).
@@ -99,11 +118,16 @@ class Worker:
         # Scrub the environment once, here, rather than in every child.
         os.environ.clear()
         os.environ.update(SAMPLE_ENV)
-        for name in PRELOAD:
+        env = suite_environment(args.work_root)
+        for name in PRELOAD + tuple(env.get("preload", ())):
             try:
                 __import__(name)
-            except ImportError:
-                pass
+            except Exception as exc:  # noqa: BLE001 - a sample importing it meets the same error itself
+                print(f"worker: preloading {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if env:
+            os.environ.pop("TMPDIR", None)
+            import tempfile
+            tempfile.tempdir = None  # chosen again in each sample, from its own TMPDIR (its work dir)
         # The zygote is forked now, before the first job is read: it never holds one.
         self.zygote = ZygoteClient(args, self.setuid)
         os.set_blocking(0, False)

@@ -1,0 +1,176 @@
+"""One image per suite environment (common/envspec.py), built on the sandbox image and content-addressed by the spec.
+
+Offline with respect to the sandbox: the wheels are fetched on the host with pip (for the image's Python 3.11 and
+manylinux x86_64, binary wheels only), cached under the cache root, copied into a build container with the engine's
+archive API (so a remote engine works the same), and installed there with `pip --no-index` from the pip wheel
+itself; the build container has no network. Then the import of every preloaded module is checked, the result is
+committed with the sandbox image's entry point, and the spec is written to /opt/sandbox/env.json for the worker
+(sandbox/worker/loop.py reads it: preload, variables). Hardening is the container policy's, the same for every image.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from common.envspec import EnvSpec
+from common.errors import UserError
+from common.paths import cache_root
+
+ENV_REPO = "codeparrot-sandbox-env"
+IMAGE_PYTHON = "3.11"  # the sandbox image's interpreter (python:3.11-slim, or Debian bookworm's python3)
+PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64", "manylinux_2_27_x86_64",
+             "manylinux1_x86_64", "manylinux_2_5_x86_64", "linux_x86_64")
+WORKER_ENTRYPOINT = '["python3", "-u", "-I", "/opt/sandbox/worker"]'
+INSTALL_SCRIPT = r'''
+import glob, json, os, subprocess, sys, shutil
+spec = json.load(open("/wheels/spec.json"))
+pip = glob.glob("/wheels/_pip/pip-*.whl")[0]
+r = subprocess.run([sys.executable, pip + "/pip", "install", "--no-index", "--find-links", "/wheels",
+                    "--ignore-installed", "--break-system-packages", "--no-warn-script-location",
+                    "--disable-pip-version-check", "-q", "-r", "/wheels/requirements.txt"])
+if r.returncode:
+    sys.exit("pip install failed")
+shutil.rmtree("/wheels", ignore_errors=True)
+os.makedirs("/opt/sandbox", exist_ok=True)
+with open("/opt/sandbox/env.json", "w") as f:
+    json.dump(spec, f)
+os.environ.update(dict(spec["env"]))
+os.environ["MPLCONFIGDIR"] = "/tmp/mpl-build"
+for name in spec["preload"]:
+    try:
+        __import__(name)
+    except Exception as exc:
+        sys.exit(f"import {name} failed: {type(exc).__name__}: {exc}")
+print("env-ok")
+'''
+
+
+def _log(msg: str) -> None:
+    print(f"[sandbox] {msg}", file=sys.stderr, flush=True)
+
+
+def env_tag(spec: EnvSpec, base_tag: str) -> str:
+    """The image's tag: the environment's name, and a hash of its spec and of the sandbox image under it."""
+    import hashlib
+
+    h = hashlib.sha256(f"{spec.hash}\0{base_tag}".encode()).hexdigest()[:12]
+    return f"{ENV_REPO}:{spec.name}-{h}"
+
+
+def wheel_dir(spec: EnvSpec) -> Path:
+    return cache_root() / "wheels" / f"{spec.name}-{spec.hash}"
+
+
+_MISSING = re.compile(r"(?:No matching distribution found for|Could not find a version that satisfies the "
+                      r"requirement) (\S+)")
+
+
+def fetch_wheels(spec: EnvSpec) -> Path:
+    """Every pinned wheel (and a pip wheel to install them with), downloaded once into the cache; a download that
+    stops half-way leaves nothing (a temporary directory renamed when complete)."""
+    final = wheel_dir(spec)
+    if (final / "requirements.txt").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        (tmp / "requirements.txt").write_text("\n".join(spec.requirements) + "\n")
+        base = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--python-version", IMAGE_PYTHON,
+                "--implementation", "cp", "--abi", "cp311", "--abi", "abi3", "--abi", "none",
+                *[a for p in PLATFORMS for a in ("--platform", p)], "--platform", "any",
+                "--disable-pip-version-check", "-q"]
+        _log(f"fetching {len(spec.requirements)} pinned wheels for environment {spec.name} (Python {IMAGE_PYTHON})")
+        for what, args in (("the environment", ["-d", str(tmp), "--no-deps", "-r", str(tmp / "requirements.txt")]),
+                           ("pip", ["-d", str(tmp / "_pip"), "pip"])):
+            r = subprocess.run(base + args, capture_output=True, text=True)
+            if r.returncode != 0:
+                missing = _MISSING.search(r.stderr or "")
+                what = f"package {missing.group(1)}" if missing else what
+                tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["?"]
+                raise UserError(f"environment {spec.name}: cannot fetch {what} as a wheel for Python {IMAGE_PYTHON} "
+                                f"on manylinux x86_64 ({tail[0][:160]}): check that the package index answers "
+                                f"(pip config) and that the pin exists for this Python, then re-run")
+        (tmp / "spec.json").write_text(json.dumps({"name": spec.name, "preload": list(spec.preload),
+                                                   "env": [list(kv) for kv in spec.env],
+                                                   "packages": spec.packages()}))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _context_tar(wheels: Path) -> tempfile.SpooledTemporaryFile:
+    out = tempfile.TemporaryFile()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        tar.add(str(wheels), arcname="wheels")
+        data = INSTALL_SCRIPT.encode()
+        info = tarfile.TarInfo("wheels/install.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    out.seek(0)
+    return out
+
+
+def build_env_image(engine, spec: EnvSpec, base_tag: str, tag: str) -> None:
+    """pip-installs the cached wheels into a container of the sandbox image (no network) and commits it as `tag`."""
+    wheels = fetch_wheels(spec)
+    api = engine.client.api
+    t0 = time.perf_counter()
+    _log(f"building {tag} on {engine.url} ({len(spec.requirements)} packages, offline)")
+    cid = api.create_container(base_tag, entrypoint=["python3", "/wheels/install.py"], command=[],
+                               network_disabled=True, working_dir="/",
+                               labels={"codeparrot-harness.sandbox-env-build": spec.name},
+                               host_config=api.create_host_config(network_mode="none"))["Id"]
+    try:
+        with _context_tar(wheels) as archive:
+            api.put_archive(cid, "/", archive)
+        api.start(cid)
+        status = api.wait(cid, timeout=3600).get("StatusCode", 1)
+        logs = api.logs(cid).decode(errors="replace").strip()
+        if status != 0 or "env-ok" not in logs:
+            last = (logs.splitlines() or ["no output"])[-1]
+            raise UserError(f"environment {spec.name}: installing it in the sandbox image failed ({last[:200]}): "
+                            f"fix the pins of {spec.name} (a wheel that needs another Python, a missing dependency "
+                            "pin) and re-run `harness sandbox build`")
+        changes = [f"ENTRYPOINT {WORKER_ENTRYPOINT}", "CMD []", "WORKDIR /work",
+                   f"LABEL codeparrot-harness.sandbox-env={spec.name} codeparrot-harness.sandbox-env-hash={spec.hash}"]
+        api.commit(cid, repository=tag.split(":")[0], tag=tag.split(":")[1], changes=changes)
+    finally:
+        try:
+            api.remove_container(cid, force=True)
+        except Exception:  # noqa: BLE001 - a container left behind is removed with the next build's
+            pass
+    if not engine.has_image(tag):
+        raise UserError(f"building {tag} on {engine.url} left no image: see the engine's log")
+    _log(f"built {tag} in {time.perf_counter() - t0:.0f} s ({image_size_mb(engine, tag):.0f} MB)")
+
+
+def image_size_mb(engine, tag: str) -> float:
+    return engine.client.api.inspect_image(tag).get("Size", 0) / 2**20
+
+
+def ensure_env_image(spec: EnvSpec, base_tag: str, engine, donors=()) -> str:
+    """The tag of `spec`'s image on `engine`: present already, copied from a donor engine that has it, or built."""
+    from sandbox.image import copy_image
+
+    tag = env_tag(spec, base_tag)
+    if tag in engine.ready_tags or engine.has_image(tag):
+        engine.ready_tags.add(tag)
+        return tag
+    donor = next((d for d in donors if d is not engine and d.has_image(tag)), None)
+    if donor is not None:
+        copy_image(tag, donor, engine)
+    else:
+        build_env_image(engine, spec, base_tag, tag)
+    engine.ready_tags.add(tag)
+    return tag

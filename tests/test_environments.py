@@ -1,0 +1,151 @@
+"""Suite environments (common/envspec.py, sandbox/envimage.py, sandbox/envpools.py) and DS-1000 on them.
+
+CI builds one environment, DS-1000's core (`ds1000`: numpy, pandas, scipy, matplotlib, seaborn, scikit-learn,
+statsmodels; about 110 MB of wheels), and runs a slice of each of its five libraries; the deep-learning image
+(`ds1000-dl`, torch + TensorFlow) is built by `harness sandbox build --suite ds1000` and bench/ds1000_agreement.py.
+"""
+import collections
+import json
+import subprocess
+import sys
+
+import pytest
+
+from common.envspec import EnvSpec, read_requirements
+from common.errors import UserError
+from tasks import load_suite
+from tasks.suites import ds1000 as ds
+
+from conftest import require_docker
+
+
+def test_a_spec_is_a_lock_of_pinned_packages_and_its_hash_is_its_content():
+    a = EnvSpec("x", ("numpy==1.26.4", "pandas==1.5.3"), preload=("pandas",))
+    assert a.hash == EnvSpec("x", ("numpy==1.26.4", "pandas==1.5.3"), preload=("pandas",), note="other").hash
+    assert a.hash != EnvSpec("x", ("numpy==1.26.4", "pandas==2.2.0"), preload=("pandas",)).hash
+    assert a.packages() == {"numpy": "1.26.4", "pandas": "1.5.3"}
+    for bad in ("numpy", "numpy>=1.26", "numpy==1.26.4; python_version>'3'"):
+        with pytest.raises(ValueError, match="pinned"):
+            EnvSpec("x", (bad,))
+    with pytest.raises(ValueError, match="name"):
+        EnvSpec("Has Space", ())
+    assert read_requirements("# c\nnumpy==1.0  # why\n\n") == ("numpy==1.0",)
+
+
+def test_ds1000_has_its_thousand_problems_with_the_papers_library_counts():
+    suite = load_suite("ds1000")
+    assert len(suite.tasks) == 1000 and suite.stop == ("</code>", "# SOLUTION END")
+    counts = collections.Counter(t.group for t in suite.tasks)
+    assert counts == {"Pandas": 291, "Numpy": 220, "Matplotlib": 155, "Sklearn": 115, "Scipy": 106, "Pytorch": 68,
+                      "Tensorflow": 45}
+    envs = collections.Counter((t.group, t.env.name) for t in suite.tasks)
+    assert envs[("Pytorch", "ds1000-dl")] == 68 and envs[("Tensorflow", "ds1000-dl")] == 45
+    assert envs[("Pandas", "ds1000")] == 291  # no pandas problem pays for the deep-learning image
+    # the official versions (environment.yml at b39aab7), pinned
+    core = ds.environments()["ds1000"].packages()
+    assert {k: core[k] for k in ("numpy", "pandas", "scipy", "matplotlib", "seaborn", "scikit-learn")} == {
+        "numpy": "1.26.4", "pandas": "1.5.3", "scipy": "1.12.0", "matplotlib": "3.8.4", "seaborn": "0.13.2",
+        "scikit-learn": "1.4.0"}
+    assert ds.environments()["ds1000-dl"].packages()["tensorflow-cpu"] == "2.16.1"
+    assert len(load_suite("ds1000-pandas").tasks) == 291 and {t.env.name for t in load_suite("ds1000-pandas").tasks} \
+        == {"ds1000"}
+
+
+def test_ds1000_program_is_the_official_one():
+    t = load_suite("ds1000").by_id()["DS1000/0"]
+    program = t.program("<code>\nresult = df.iloc[List]\n</code>\nEND SOLUTION")
+    assert program.startswith(t.test) and "code = 'result = df.iloc[List]\\n'\ntest_execution(code)\n" in program
+    assert ds.postprocess("```python\nx = 1\n```\nmore") == "\nx = 1\n"
+    with_string = next(t for t in load_suite("ds1000").tasks if "def test_string" in t.test)
+    assert with_string.program("x").endswith("test_execution(code)\ntest_string(code)\n")
+    with pytest.raises(UserError, match="--oracle inline"):
+        t.isolated_parts("x")
+
+
+def core_slice(per_library=3):
+    seen = collections.Counter()
+    out = []
+    for t in load_suite("ds1000").tasks:
+        if t.env.name == "ds1000" and seen[t.group] < per_library:
+            seen[t.group] += 1
+            out.append(t)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ds_pool():
+    require_docker()
+    from harness.config import SandboxConfig
+
+    pools = SandboxConfig(workers=1).make_pool()
+    pools.prepare([ds.environments()["ds1000"]])  # builds the image where missing (about 2 minutes on 2 CPUs)
+    yield pools
+    pools.close()
+
+
+def test_ds1000_references_pass_and_mutants_fail_on_the_core_image(ds_pool):
+    from sandbox.jobs import Job
+
+    tasks = core_slice()
+    assert {t.group for t in tasks} == {"Pandas", "Numpy", "Matplotlib", "Scipy", "Sklearn"}
+    jobs = [Job(("ref", t.task_id), t.canonical_program(), 30.0, env=t.env) for t in tasks]
+    jobs += [Job(("raise", t.task_id), t.program("raise ValueError('mutant')\n" + t.canonical_solution), 30.0,
+                 env=t.env) for t in tasks]
+    jobs.append(Job(("base", "humaneval"), "import math\nassert math.sqrt(4) == 2\n"))  # the base image, same run
+    verdicts = {job.key: v for job, v in ds_pool.run(jobs)}
+    failed_refs = {k: v.result for k, v in verdicts.items() if k[0] == "ref" and not v.passed}
+    assert not failed_refs
+    assert all(not v.passed and "ValueError: mutant" in v.result for k, v in verdicts.items() if k[0] == "raise")
+    assert verdicts[("base", "humaneval")].passed
+
+
+def test_the_environment_is_warm_headless_and_pinned(ds_pool):
+    from sandbox.jobs import Job
+
+    env = ds.environments()["ds1000"]
+    probe = ("import sys, time, os\nt = time.process_time()\nimport pandas, matplotlib.pyplot as plt, sklearn\n"
+             "took = time.process_time() - t\n"
+             "assert 'pandas' in sys.modules and took < 0.05, took\n"
+             "assert pandas.__version__ == '1.5.3', pandas.__version__\n"
+             "assert plt.get_backend().lower() == 'agg', plt.get_backend()\n"
+             "plt.plot([1, 2]); plt.savefig('out.png'); assert os.path.getsize('out.png') > 0\n"
+             "import tempfile; assert tempfile.gettempdir() == os.getcwd(), tempfile.gettempdir()\n")
+    [v] = ds_pool.judge([Job("probe", probe, 10.0, env=env)])
+    assert v.passed, v.result + v.output
+
+
+def test_a_suite_whose_environment_cannot_be_built_is_one_line_and_others_still_run(tmp_path):
+    """A pin that no index has: the eval of the other suite in the same run is written; the run exits non-zero with
+    one line naming the package."""
+    require_docker()
+    bad = EnvSpec("broken-test-env", ("no-such-package-codeparrot-harness==0.0.1",))
+    code = """
+import sys
+from dataclasses import replace
+from harness import cli
+from tasks.registry import suite, load_suite
+from common.envspec import EnvSpec
+from tasks import registry
+
+registry.names()  # the shipped suites first
+
+@suite("broken-env")
+def broken():
+    s = load_suite("humaneval").limit(2)
+    return replace(s, name="broken-env", tasks=tuple(replace(t, env=EnvSpec("broken-test-env",
+        ("no-such-package-codeparrot-harness==0.0.1",))) for t in s.tasks))
+
+sys.exit(cli.main(sys.argv[1:]))
+"""
+    samples = tmp_path / "s.jsonl"
+    t = load_suite("humaneval").tasks[0]
+    samples.write_text(json.dumps({"task_id": t.task_id, "completion": t.canonical_solution}) + "\n")
+    r = subprocess.run([sys.executable, "-c", code, "eval", "--samples", str(samples), "--tasks",
+                        "humaneval,broken-env", "--k", "1", "--output-dir", str(tmp_path / "out"), "--workers", "1"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert "no-such-package-codeparrot-harness" in last and "broken-env" in last, r.stderr[-2000:]
+    assert (tmp_path / "out" / "humaneval" / "summary.json").is_file()  # the other suite was scored
+    assert not (tmp_path / "out" / "broken-env" / "summary.json").exists()
+    assert bad.hash  # the spec itself is valid: only its package is missing
