@@ -8,6 +8,8 @@
   model's: per task the canonical solution and its mutants from bench/evalplus_agreement.py (a flipped operator, an
   off-by-one, an exception, slow but correct, a wrong type), most of them failing; `--canonical-only` times the
   164 references x --repeat instead (all passing: every sample runs every input). Prints `speedup_vs_evalplus` last.
+- `--tasks ds1000`: the 1,000 DS-1000 references against a plain run of the official procedure, one fresh `python3`
+  per sample in the same image (bench/ds1000_agreement.py --no-mutants). Prints `speedup_vs_plain` last.
 Every command is timed in this one run as a separate process: interpreter, container start-up and writing included.
     python bench/eval_samples.py [--tasks humaneval|humanevalplus] [--repeat 5] [--evalplus-python PATH]
 """
@@ -125,7 +127,7 @@ def humanevalplus(tmp: str, repeat: int, python: str | None, canonical_only: boo
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", choices=["humaneval", "humanevalplus"], default="humaneval")
+    ap.add_argument("--tasks", choices=["humaneval", "humanevalplus", "ds1000"], default="humaneval")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--canonical-only", action="store_true", help="humanevalplus: the references x --repeat")
     ap.add_argument("--evalplus-python", help="python of a venv with evalplus==0.3.1 (default: .cache/evalplus-venv)")
@@ -133,6 +135,11 @@ def main():
     args = ap.parse_args()
     if args.smoke:
         args.tasks, args.repeat = "humaneval", 1
+    if args.tasks == "ds1000":  # the 1,000 references against the plain process-per-sample run, in the same image
+        import ds1000_agreement
+
+        sys.argv = [sys.argv[0], "--no-mutants"]
+        return ds1000_agreement.main()
     with tempfile.TemporaryDirectory() as tmp:
         if args.tasks == "humaneval":
             humaneval(tmp, args.repeat)

@@ -7,6 +7,8 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
 
 _REQ = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([A-Za-z0-9.+!_-]+)$")
 
@@ -19,6 +21,7 @@ class EnvSpec:
     env: tuple[tuple[str, str], ...] = ()  # variables every sample of this environment sees
     limits: tuple[tuple[str, int], ...] = ()  # per-sample limits raised for this environment (memory_mb, nproc...)
     debian: tuple[str, ...] = ()  # Debian packages, where a suite needs them (installed with the offline base)
+    files: tuple[tuple[str, str], ...] = ()  # (path in the image, file on the host): data a test reads offline
     note: str = field(default="", compare=False)  # where the pins come from, for the summary
 
     def __post_init__(self):
@@ -37,11 +40,13 @@ class EnvSpec:
         return out
 
     def to_dict(self) -> dict:
+        """The spec as it is addressed: a shipped file by its path in the image and its content's digest."""
         d = asdict(self)
         d.pop("note")
+        d["files"] = [[dest, hashlib.sha256(Path(src).read_bytes()).hexdigest()] for dest, src in self.files]
         return d
 
-    @property
+    @cached_property
     def hash(self) -> str:
         """Content address of the spec (not of the note): an image, a verdict cache and a calibration belong to it."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]

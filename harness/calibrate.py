@@ -29,20 +29,25 @@ def cache_path(suite: Suite, backend: str, oracle: str = "inline") -> Path:
     return cache_root() / "timeouts" / f"{suite.hash}-{engine}{suffix}.json"
 
 
-def canonical_times(suite: Suite, backend: str, pool, oracle: str = "inline") -> dict[str, dict]:
-    """task_id -> {"seconds", "passed", "result"} for every task with a canonical solution, timed under the oracle
-    the evaluation uses (the isolated one pays for every call crossing a pipe); `pool` is a function returning an
-    open pool, called only when the cache lacks the suite."""
+def canonical_times(suite: Suite, backend: str, pool, oracle: str = "inline", only=None) -> dict[str, dict]:
+    """task_id -> {"seconds", "passed", "result"} for every task with a canonical solution (of `only`, the task ids
+    that have samples, when given), timed under the oracle the evaluation uses (the isolated one pays for every call
+    crossing a pipe); `pool` is a function returning an open pool, called only for tasks the cache lacks. Timed
+    tasks join the cache, so scoring a slice of a large suite (DS-1000) times that slice only."""
     path = cache_path(suite, backend, oracle)
+    times: dict[str, dict] = {}
     if path.exists():
         try:
-            return json.loads(path.read_text())
+            times = json.loads(path.read_text())
         except json.JSONDecodeError:
             pass  # a torn file: time again
+    wanted = set(only) if only is not None else None
     jobs = [Job(t.task_id, t.canonical_program(), CALIBRATION_TIMEOUT_S,
                 IsolatedParts(**t.isolated_parts(t.canonical_solution)) if oracle == "isolated" else None, env=t.env)
-            for t in suite.tasks if t.canonical_solution is not None]
-    times = {}
+            for t in suite.tasks if t.canonical_solution is not None and t.task_id not in times
+            and (wanted is None or t.task_id in wanted)]
+    if not jobs:
+        return times
     for job, v in progress(pool().run(jobs), total=len(jobs), desc=f"timing {suite.name} references", unit="task"):
         # CPU seconds: what the sandbox charges a sample's timeout in (the wall clock depends on the machine's load)
         times[job.key] = {"seconds": round(v.cpu or v.elapsed, 4), "passed": v.passed, "result": v.result}

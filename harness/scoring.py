@@ -144,13 +144,15 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
     notes = list(notes or [])
     stages = dict(stages or {})
     with LazyPool(make_pool) as pool:
+        timeout = max(timeout, suite.min_timeout)
         timeouts = {t.task_id: timeout for t in suite.tasks}
         broken, raised = {}, {}
         if timeout_factor > 0:
             t0 = time.perf_counter()
-            times = calibrate.canonical_times(suite, sandbox, pool, oracle)
+            sampled = {s.task_id for s in samples}
+            times = calibrate.canonical_times(suite, sandbox, pool, oracle, only=sampled)
             timeouts = calibrate.task_timeouts(suite, times, timeout, timeout_factor)
-            broken = {tid: t["result"] for tid, t in times.items() if not t["passed"]}
+            broken = {tid: t["result"] for tid, t in times.items() if not t["passed"] and tid in sampled}
             raised = {t: v for t, v in timeouts.items() if v > timeout}
             per_input = calibrate.input_times(suite, sandbox, pool)
             if per_input:

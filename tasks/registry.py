@@ -24,13 +24,19 @@ def suite(name: str):
     return register
 
 
+_DISCOVERED = []
+
+
 def _discover() -> None:
-    if _LOADERS:
+    """Imports every suite module once (a module imported directly before registers its suites early: that must not
+    hide the others)."""
+    if _DISCOVERED:
         return
     import tasks.suites
 
     for mod in pkgutil.iter_modules(tasks.suites.__path__):
         importlib.import_module(f"tasks.suites.{mod.name}")
+    _DISCOVERED.append(True)
 
 
 def names() -> list[str]:

@@ -61,6 +61,7 @@ class Suite:
     all_ids: frozenset = field(default=frozenset(), compare=False)  # ids of the whole suite, before --limit
     stop: tuple[str, ...] = HUMANEVAL_STOP  # where a completion for this suite's prompts ends
     broken: tuple[tuple[str, str], ...] = ()  # (task_id, reason): upstream tasks whose reference fails
+    min_timeout: float = 0.0  # CPU seconds: a floor under --timeout for this suite (DS-1000's snippets import a lot)
 
     def __post_init__(self):
         if not self.all_ids:

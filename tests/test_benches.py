@@ -79,3 +79,13 @@ def test_verdicts_under_load_smoke():
     out = smoke("verdicts_under_load.py")
     assert re.search(r"^same verdict idle and loaded: (\d+)/\1$", out, re.M), out
     assert "correct or slower-but-correct samples that did not pass: 0" in out, out
+
+
+def test_ds1000_agreement_smoke():
+    """Our DS-1000 verdicts against the plain process-per-sample run in the same image (the core environment's image,
+    built once by tests/test_environments.py or here)."""
+    require_docker()
+    out = smoke("ds1000_agreement.py")
+    assert re.search(r"^agreement: 1\.0000 \((\d+)/\1\)$", out, re.M), out  # references and mutants alike
+    assert "references passing (ours): Pandas 4/4" in out
+    assert ratio(out, "speedup_vs_plain") > 0
