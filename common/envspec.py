@@ -48,8 +48,20 @@ class EnvSpec:
 
     @cached_property
     def hash(self) -> str:
-        """Content address of the spec (not of the note): an image, a verdict cache and a calibration belong to it."""
+        """Content address of the whole spec (not of the note): a verdict cache and a calibration belong to it."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+    @cached_property
+    def image_hash(self) -> str:
+        """Content address of what the image holds (packages, files): preload, variables and limits are the
+        worker's run-time settings (`runtime()`), so changing them builds nothing."""
+        d = self.to_dict()
+        content = {k: d[k] for k in ("name", "requirements", "debian", "files")}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
+
+    def runtime(self) -> dict:
+        """What the worker applies at start-up, before its zygote forks (sandbox/worker/loop.py)."""
+        return {"name": self.name, "preload": list(self.preload), "env": [list(kv) for kv in self.env]}
 
 
 def read_requirements(text: str) -> tuple[str, ...]:

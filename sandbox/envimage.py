@@ -3,9 +3,12 @@
 Offline with respect to the sandbox: the wheels are fetched on the host with pip (for the image's Python 3.11 and
 manylinux x86_64, binary wheels only), cached under the cache root, copied into a build container with the engine's
 archive API (so a remote engine works the same), and installed there with `pip --no-index` from the pip wheel
-itself; the build container has no network. Then the import of every preloaded module is checked, the result is
-committed with the sandbox image's entry point, and the spec is written to /opt/sandbox/env.json for the worker
-(sandbox/worker/loop.py reads it: preload, variables). Hardening is the container policy's, the same for every image.
+itself; the build container has no network. Then the import of every preloaded module is checked and the result is
+committed as the environment's package image (`codeparrot-sandbox-pkgs:NAME-HASH`, on the sandbox's base OS), on
+which the worker is added exactly as for the sandbox image (sandbox/Dockerfile): a change to the worker rebuilds
+that thin layer only, not gigabytes of packages. The tag addresses the content (packages, files) and the sandbox
+sources; what the worker preloads and the variables samples see are run-time settings passed on the worker's
+command line (`--suite-env`). Hardening is the container policy's, the same for every image.
 """
 from __future__ import annotations
 
@@ -26,10 +29,10 @@ from common.errors import UserError
 from common.paths import cache_root
 
 ENV_REPO = "codeparrot-sandbox-env"
+PACKAGES_REPO = "codeparrot-sandbox-pkgs"  # the environment's packages on the base OS, without the worker
 IMAGE_PYTHON = "3.11"  # the sandbox image's interpreter (python:3.11-slim, or Debian bookworm's python3)
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64", "manylinux_2_27_x86_64",
              "manylinux1_x86_64", "manylinux_2_5_x86_64", "linux_x86_64")
-WORKER_ENTRYPOINT = '["python3", "-u", "-I", "/opt/sandbox/worker"]'
 INSTALL_SCRIPT = r'''
 import glob, json, os, subprocess, sys, shutil
 spec = json.load(open("/wheels/spec.json"))
@@ -40,16 +43,14 @@ r = subprocess.run([sys.executable, pip + "/pip", "install", "--no-index", "--fi
 if r.returncode:
     sys.exit("pip install failed")
 shutil.rmtree("/wheels", ignore_errors=True)
-os.makedirs("/opt/sandbox", exist_ok=True)
-with open("/opt/sandbox/env.json", "w") as f:
-    json.dump(spec, f)
 os.environ.update(dict(spec["env"]))
 os.environ["MPLCONFIGDIR"] = "/tmp/mpl-build"
-for name in spec["preload"]:
+for name in spec["preload"]:  # the build checks what the worker will preload
     try:
         __import__(name)
     except Exception as exc:
         sys.exit(f"import {name} failed: {type(exc).__name__}: {exc}")
+shutil.rmtree("/tmp/mpl-build", ignore_errors=True)
 print("env-ok")
 '''
 
@@ -62,12 +63,12 @@ def env_tag(spec: EnvSpec, base_tag: str) -> str:
     """The image's tag: the environment's name, and a hash of its spec and of the sandbox image under it."""
     import hashlib
 
-    h = hashlib.sha256(f"{spec.hash}\0{base_tag}".encode()).hexdigest()[:12]
+    h = hashlib.sha256(f"{spec.image_hash}\0{base_tag}".encode()).hexdigest()[:12]
     return f"{ENV_REPO}:{spec.name}-{h}"
 
 
 def wheel_dir(spec: EnvSpec) -> Path:
-    return cache_root() / "wheels" / f"{spec.name}-{spec.hash}"
+    return cache_root() / "wheels" / f"{spec.name}-{spec.image_hash}"
 
 
 _MISSING = re.compile(r"(?:No matching distribution found for|Could not find a version that satisfies the "
@@ -126,8 +127,37 @@ def _context_tar(wheels: Path, files=()):
     return out
 
 
+def packages_tag(spec: EnvSpec, os_base: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256(f"{spec.image_hash}\0{os_base}".encode()).hexdigest()[:12]
+    return f"{PACKAGES_REPO}:{spec.name}-{h}"
+
+
 def build_env_image(engine, spec: EnvSpec, base_tag: str, tag: str) -> None:
-    """pip-installs the cached wheels into a container of the sandbox image (no network) and commits it as `tag`."""
+    """The environment's packages on the sandbox's base OS image (built once per spec: sandbox/worker changes do
+    not reinstall them), then the worker on top, exactly as the sandbox image is built (sandbox/Dockerfile)."""
+    from sandbox.image import build_image, pick_base
+
+    os_base = pick_base(engine)
+    pkgs = packages_tag(spec, os_base)
+    if not engine.has_image(pkgs):
+        build_packages_image(engine, spec, os_base, pkgs)
+    build_image(engine, tag, base=pkgs)
+    if not engine.has_image(tag):
+        raise UserError(f"building {tag} on {engine.url} left no image: see the engine's log")
+    for repo, keep in ((ENV_REPO, tag), (PACKAGES_REPO, pkgs)):  # older builds of this environment: never used again
+        for img in engine.client.api.images(name=repo):
+            for t in img.get("RepoTags") or []:
+                if t != keep and t.startswith(f"{repo}:{spec.name}-") and t[len(repo) + len(spec.name) + 2:].isalnum():
+                    try:
+                        engine.client.api.remove_image(t)
+                    except Exception:  # noqa: BLE001 - in use by a running container: next time
+                        pass
+
+
+def build_packages_image(engine, spec: EnvSpec, base_tag: str, tag: str) -> None:
+    """pip-installs the cached wheels into a container of the base OS image (no network) and commits it as `tag`."""
     if spec.debian:
         raise UserError(f"environment {spec.name} needs Debian packages ({', '.join(spec.debian)}), which this "
                         "sandbox cannot install yet: drop them from the environment or extend sandbox/envimage.py")
@@ -150,8 +180,9 @@ def build_env_image(engine, spec: EnvSpec, base_tag: str, tag: str) -> None:
             raise UserError(f"environment {spec.name}: installing it in the sandbox image failed ({last[:200]}): "
                             f"fix the pins of {spec.name} (a wheel that needs another Python, a missing dependency "
                             "pin) and re-run `harness sandbox build`")
-        changes = [f"ENTRYPOINT {WORKER_ENTRYPOINT}", "CMD []", "WORKDIR /work",
-                   f"LABEL codeparrot-harness.sandbox-env={spec.name} codeparrot-harness.sandbox-env-hash={spec.hash}"]
+        changes = ["ENTRYPOINT []", "CMD []", "WORKDIR /",
+                   f"LABEL codeparrot-harness.sandbox-env={spec.name} "
+                   f"codeparrot-harness.sandbox-env-hash={spec.image_hash}"]
         api.commit(cid, repository=tag.split(":")[0], tag=tag.split(":")[1], changes=changes)
     finally:
         try:

@@ -135,8 +135,9 @@ def ensure_image(rebuild: bool = False, engine=None, donors=()) -> str:
     return tag
 
 
-def build_image(engine, tag: str) -> None:
-    base = pick_base(engine)
+def build_image(engine, tag: str, base: str | None = None) -> None:
+    """The worker on `base` (default: python:3.11-slim or the offline base; a suite environment's package image)."""
+    base = base or pick_base(engine)
     with tempfile.TemporaryDirectory(prefix="sandbox-ctx-") as ctx:
         for path in source_files():
             target = os.path.join(ctx, str(path.relative_to(HERE)))
@@ -149,7 +150,8 @@ def build_image(engine, tag: str) -> None:
         _check_stream(events, "building the sandbox image")
     if not engine.has_image(tag):
         raise UserError(f"building the sandbox image on {engine.url} left no {tag}: see the engine's log")
-    remove_stale_images(engine, tag)
+    if tag.startswith(IMAGE_REPO + ":"):
+        remove_stale_images(engine, tag)
 
 
 def remove_stale_images(engine, keep: str) -> None:

@@ -21,7 +21,8 @@ def slot_dir(slot: int) -> str:
     return f"/work/{slot}"
 
 
-def container_spec(limits: Limits, image: str, name: str, owner: str, container_index: int) -> dict:
+def container_spec(limits: Limits, image: str, name: str, owner: str, container_index: int,
+                   extra_args: tuple[str, ...] = ()) -> dict:
     """One hardened, long-lived worker container, as docker SDK arguments.
 
     `create` goes to `APIClient.create_container`, `host_config` to `APIClient.create_host_config`; the CLI
@@ -49,7 +50,7 @@ def container_spec(limits: Limits, image: str, name: str, owner: str, container_
         # a suite environment builds before the zygote forks (matplotlib's font list)
     }
     create = {
-        "image": image, "name": name, "command": limits.worker_args(container_index),
+        "image": image, "name": name, "command": limits.worker_args(container_index) + list(extra_args),
         "labels": {LABEL: "1", OWNER_LABEL: owner},
         "stdin_open": True, "detach": False,  # -i (StdinOnce): closing our end of the attach stream closes its stdin
         "network_disabled": True,

@@ -116,13 +116,13 @@ class _Worker:
         if engine is not None:
             self.proc = None
             self.conn = engine.start_attached(container_spec(limits, pool.images[engine.url], self.name, _owner(),
-                                                             index))
+                                                             index, pool.worker_extra_args()))
             lines = self.conn.lines()
         else:
             self.conn = None
             self.workdir = tempfile.mkdtemp(prefix="sandbox-process-")
             cmd = [sys.executable, "-u", "-I", str(WORKER_DIR), "--no-setuid", "--work-root", self.workdir,
-                   *limits.worker_args(index)]
+                   *limits.worker_args(index), *pool.worker_extra_args()]
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
             lines = self.proc.stdout
         self.reader = threading.Thread(target=self._read, args=(lines,), daemon=True)
@@ -234,6 +234,10 @@ class SandboxPool:
             t.start()
         self._next_index = self.n_workers
         atexit.register(self.close)
+
+    def worker_extra_args(self) -> tuple[str, ...]:
+        """The suite environment's run-time settings (preload, variables) for the worker's command line."""
+        return ("--suite-env", json.dumps(self.env.runtime())) if self.env is not None else ()
 
     @property
     def workers(self) -> list[_Worker]:

@@ -29,15 +29,13 @@ CPU_POLL_S = 0.05  # how often a running sample's CPU time (all its processes) i
 SETTLE_S = 0.2  # how long killed processes may take to disappear before the container counts as not at baseline
 
 
-def suite_environment(work_root):
-    """The suite environment this image was built for (sandbox/envimage.py writes /opt/sandbox/env.json), {} for the
-    base image. Its variables join the samples' environment; matplotlib gets a cache directory that only the worker
-    can write (its font cache is built here, once, before the zygote forks: samples inherit it loaded)."""
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "env.json")
-    if not os.path.isfile(path):
+def suite_environment(work_root, spec):
+    """The suite environment's run-time settings (`--suite-env`: preload, variables), {} for the base image. Its
+    variables join the samples' environment; matplotlib gets a cache directory that only the worker can write (its
+    font cache is built here, once, before the zygote forks: samples inherit it loaded)."""
+    env = json.loads(spec) if spec else {}
+    if not env:
         return {}
-    with open(path) as f:
-        env = json.load(f)
     os.environ.update(dict(env.get("env", ())))
     # some libraries write a temporary file at import (scipy.stats): the worker's own tmpfs, during preload only
     os.environ["TMPDIR"] = os.path.join(work_root, ".worker", "tmp")
@@ -62,6 +60,7 @@ def parse_args(argv):
     p.add_argument("--output-cap", type=int, required=True, help="bytes of stdout+stderr kept per sample")
     p.add_argument("--wall-factor", type=float, required=True,
                    help="wall-clock backstop = this x the sample's CPU-time limit (for programs that sleep or block)")
+    p.add_argument("--suite-env", default="", help="a suite environment's preload and variables (JSON)")
     return p.parse_args(argv)
 
 
@@ -118,7 +117,7 @@ class Worker:
         # Scrub the environment once, here, rather than in every child.
         os.environ.clear()
         os.environ.update(SAMPLE_ENV)
-        env = suite_environment(args.work_root)
+        env = suite_environment(args.work_root, args.suite_env)
         for name in PRELOAD + tuple(env.get("preload", ())):
             try:
                 __import__(name)
