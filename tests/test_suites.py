@@ -16,9 +16,13 @@ BROKEN: dict[str, dict[str, str]] = {"humaneval": {}, "humanevalplus": {}, "mbpp
 
 
 def test_registry_lists_every_suite_with_its_size_and_ids():
-    assert names() == ["humaneval", "humanevalplus", "mbpp", "mbpp-full"]
+    ds = ["ds1000"] + [f"ds1000-{lib}" for lib in ("matplotlib", "numpy", "pandas", "pytorch", "scipy", "sklearn",
+                                                     "tensorflow")]
+    assert names() == ds + ["humaneval", "humanevalplus", "mbpp", "mbpp-full"]
     sizes = {n: len(load_suite(n).tasks) for n in names()}
-    assert sizes == {"humaneval": 164, "humanevalplus": 164, "mbpp": 427, "mbpp-full": 500}
+    assert sizes == {"humaneval": 164, "humanevalplus": 164, "mbpp": 427, "mbpp-full": 500, "ds1000": 1000,
+                     "ds1000-pandas": 291, "ds1000-numpy": 220, "ds1000-matplotlib": 155, "ds1000-scipy": 106,
+                     "ds1000-sklearn": 115, "ds1000-pytorch": 68, "ds1000-tensorflow": 45}
     assert [t.task_id for t in load_suite("humanevalplus").tasks] == [t.task_id for t in load_suite("humaneval").tasks]
     ids = [int(t.task_id.split("/")[1]) for t in load_suite("mbpp-full").tasks]
     assert ids == list(range(11, 511)) and all(t.task_id.startswith("Mbpp/") for t in load_suite("mbpp").tasks)
