@@ -43,13 +43,11 @@ r = subprocess.run([sys.executable, pip + "/pip", "install", "--no-index", "--fi
 if r.returncode:
     sys.exit("pip install failed")
 shutil.rmtree("/wheels", ignore_errors=True)
-os.environ.update(dict(spec["env"]))
-os.environ["MPLCONFIGDIR"] = "/tmp/mpl-build"
-for name in spec["preload"]:  # the build checks what the worker will preload
-    try:
-        __import__(name)
-    except Exception as exc:
-        sys.exit(f"import {name} failed: {type(exc).__name__}: {exc}")
+env = {**os.environ, **dict(spec["env"]), "MPLCONFIGDIR": "/tmp/mpl-build"}
+for name in spec["preload"]:  # what the worker will preload, each in a fresh interpreter (the packages' .pth files)
+    r = subprocess.run([sys.executable, "-c", f"import {name}"], env=env, capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"import {name} failed: " + ((r.stderr.strip().splitlines() or ["?"])[-1]))
 shutil.rmtree("/tmp/mpl-build", ignore_errors=True)
 print("env-ok")
 '''
