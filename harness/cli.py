@@ -163,9 +163,11 @@ def eval_samples(args) -> int:
         root = Path(args.output_dir or Path("eval") / Path(args.samples).name.split(".")[0])
         errors = []
         for part in per_suite:
-            if part.suite.envs() and sandbox.backend == "docker":
+            by_id = part.suite.by_id()
+            envs = list(dict.fromkeys(by_id[s.task_id].env for s in part.samples if by_id[s.task_id].env))
+            if envs and sandbox.backend == "docker":
                 try:  # its images now: a suite whose environment cannot be built leaves the others unaffected
-                    pool().prepare(part.suite.envs())
+                    pool().prepare(envs)
                 except UserError as exc:
                     errors.append(f"{part.suite.name} not evaluated: {exc}")
                     print(f"error: {errors[-1]}", file=sys.stderr)
