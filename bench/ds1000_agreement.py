@@ -83,6 +83,11 @@ def plain(samples: list[dict], by_id: dict, workers: int, timeout: float) -> tup
         jobs = [{"key": i, "program": by_id[samples[i]["task_id"]].program(samples[i]["completion"])} for i in idx]
         rows, w = run_plain(env_tag(env, image_tag()), jobs, workers, timeout, dict(env.env))
         wall += w
+        # A wall-clock limit on a busy machine is a verdict about the machine: what timed out is run once more with
+        # four times the limit (its time is not counted in the plain run's total), as a patient user would.
+        again = [j for j in jobs if rows[j["key"]]["result"] == "timed out"]
+        if again:
+            rows.update(run_plain(env_tag(env, image_tag()), again, workers, 4 * timeout, dict(env.env))[0])
         for i in idx:
             out[i] = rows[i]
     return out, wall
@@ -94,7 +99,7 @@ def main():
     ap.add_argument("--limit", type=int, default=None, help="first N tasks of each library")
     ap.add_argument("--no-mutants", action="store_true", help="the references only (the speed comparison)")
     ap.add_argument("--loop-every", type=int, default=100, help="one endless-loop mutant per this many tasks")
-    ap.add_argument("--plain-timeout", type=float, default=60.0,
+    ap.add_argument("--plain-timeout", type=float, default=120.0,
                     help="wall-clock seconds per plain sample (the official 120; an endless loop costs this)")
     ap.add_argument("--workers", type=int, default=None, help="plain workers (default: our samples at once)")
     ap.add_argument("--smoke", action="store_true", help="seconds: 4 Pandas tasks (for CI)")
