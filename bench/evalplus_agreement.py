@@ -3,17 +3,22 @@
 - HumanEval+: `harness eval --samples --tasks humanevalplus` against EvalPlus's own evaluator (`evalplus.evaluate`,
   installed from PyPI into a scratch venv, pointed at the shipped data with HUMANEVAL_OVERRIDE_PATH). EvalPlus's
   verdict for a sample is base_status == plus_status == "pass".
+- MBPP+: `harness eval --samples --tasks mbppplus` against `evalplus.evaluate mbpp` pointed at the shipped file
+  with MBPP_OVERRIDE_PATH (with --limit N, at a file of its first N tasks: EvalPlus wants a sample for every task of
+  its dataset). The mutants add an endless loop.
 - MBPP: `harness eval --samples --tasks mbpp` against the same programs run in plain subprocesses
   (`python3 -c PROGRAM`, pass = exit code 0, with the same per-task timeout).
 
-Both on a mutant set generated here from the canonical solutions: the canonical itself, a flipped operator, an
+All on a mutant set generated here from the canonical solutions: the canonical itself, a flipped operator, an
 off-by-one constant, an exception, slow but correct, and a wrong return type. Prints the agreement counts and every
 disagreement with both verdicts.
-    python bench/evalplus_agreement.py [--suite humanevalplus|mbpp|both] [--evalplus-python PATH]
+    python bench/evalplus_agreement.py [--suite humanevalplus|mbppplus|mbpp|both|all] [--limit N]
+                                       [--evalplus-python PATH]
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import re
@@ -92,25 +97,45 @@ def ensure_evalplus(python: str | None) -> str:
     return str(py)
 
 
-def run_ours(samples: Path, suite: str, out: Path) -> tuple[list[dict], float]:
+def run_ours(samples: Path, suite: str, out: Path, limit: int | None = None) -> tuple[list[dict], float]:
     start = time.perf_counter()
     r = subprocess.run([str(BIN / "harness"), "eval", "--samples", str(samples), "--tasks", suite, "--k", "1",
-                        "--output-dir", str(out)], capture_output=True, text=True)
+                        "--output-dir", str(out)] + (["--limit", str(limit)] if limit else []),
+                       capture_output=True, text=True)
     wall = time.perf_counter() - start
     if r.returncode != 0:
         sys.exit(f"harness failed:\n{r.stderr[-2000:]}")
     return [json.loads(line) for line in open(out / "results.jsonl")], wall
 
 
-def run_evalplus(python: str, samples: Path) -> tuple[dict, float]:
+HUMANEVALPLUS_DATA = ROOT / "tasks" / "data" / "humanevalplus" / "HumanEvalPlus.jsonl.gz"
+
+
+def evalplus_env(dataset: str, limit: int | None = None, tmp: Path | None = None) -> dict:
+    """The environment that points `evalplus.evaluate` at our shipped data (`humaneval` or `mbpp`); with `limit`, at
+    a file of the first N tasks written into `tmp` (EvalPlus evaluates every task of its dataset or none)."""
+    if dataset == "humaneval":
+        return dict(os.environ, HUMANEVAL_OVERRIDE_PATH=str(HUMANEVALPLUS_DATA))
+    from tasks.suites.mbppplus import DATA
+
+    path = DATA
+    if limit:
+        with gzip.open(DATA, "rt", encoding="utf-8") as f:
+            lines = [line for line in f if line.strip()][:limit]
+        path = tmp / f"MbppPlus-first{limit}.jsonl"
+        path.write_text("".join(lines), encoding="utf-8")
+    return dict(os.environ, MBPP_OVERRIDE_PATH=str(path))
+
+
+def run_evalplus(python: str, samples: Path, dataset: str = "humaneval", env: dict | None = None,
+                 extra: tuple = ()) -> tuple[dict, float]:
     result = samples.with_name(samples.stem + "_eval_results.json")
     result.unlink(missing_ok=True)
-    env = dict(os.environ, HUMANEVAL_OVERRIDE_PATH=str(ROOT / "tasks" / "data" / "humanevalplus" /
-                                                      "HumanEvalPlus.jsonl.gz"))
+    env = env or evalplus_env(dataset)
     evaluate = str(Path(python).parent / "evalplus.evaluate")
     start = time.perf_counter()
-    r = subprocess.run([evaluate, "humaneval", "--samples", str(samples)], capture_output=True, text=True, env=env,
-                       stdin=subprocess.DEVNULL)
+    r = subprocess.run([evaluate, dataset, "--samples", str(samples), *extra], capture_output=True, text=True,
+                       env=env, stdin=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     if r.returncode != 0 or not result.exists():
         sys.exit(f"evalplus.evaluate failed:\n{(r.stderr or r.stdout)[-2000:]}")
@@ -146,14 +171,32 @@ def mutant_rows(suite) -> list[dict]:
     return rows
 
 
-def humanevalplus(tmp: Path, python: str, limit: int | None = None) -> None:
-    suite = load_suite("humanevalplus").limit(limit)
-    rows = mutant_rows(suite)
-    samples = tmp / "hep_samples.jsonl"
+def mbppplus_rows(suite) -> list[dict]:
+    """EvalPlus-format samples of MBPP+ (whole functions): each canonical, its mutants and an endless loop."""
+    rows = []
+    for t in suite.tasks:
+        kinds = mutants(t.canonical_solution, whole_function=True)
+        head, _, rest = t.canonical_solution.partition(":\n")
+        ind = body_indent(rest)
+        kinds["endless_loop"] = f"{head}:\n{ind}while True:\n{ind}    pass\n{rest}"
+        for kind, code in kinds.items():
+            solution = (WRONG_TYPE + code) if kind == "wrong_type" else code
+            if compiles(t.program_from_solution(solution)):
+                rows.append({"task_id": t.task_id, "mutant": kind, "solution": solution})
+    return rows
+
+
+def against_evalplus(tmp: Path, python: str, suite_name: str, limit: int | None = None) -> None:
+    """Our verdicts against EvalPlus's on the same samples: HumanEval+ (`humanevalplus`) or MBPP+ (`mbppplus`)."""
+    dataset = "humaneval" if suite_name == "humanevalplus" else "mbpp"
+    suite = load_suite(suite_name).limit(limit)
+    rows = mutant_rows(suite) if dataset == "humaneval" else mbppplus_rows(suite)
+    samples = tmp / f"{suite_name}_samples.jsonl"
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    print(f"humanevalplus: {len(rows)} samples ({len(suite.tasks)} tasks)")
-    theirs_raw, their_wall = run_evalplus(python, samples)
-    ours_rows, our_wall = run_ours(samples, "humanevalplus", tmp / "ours-hep")
+    print(f"\n{suite_name}: {len(rows)} samples ({len(suite.tasks)} tasks)")
+    theirs_raw, their_wall = run_evalplus(python, samples, dataset, evalplus_env(dataset, limit, tmp))
+    ours_rows, our_wall = run_ours(samples, suite_name, tmp / f"ours-{suite_name}",
+                                   limit if dataset == "mbpp" else None)
     seen: dict[str, int] = {}
     theirs, details = [], []
     for r in rows:
@@ -164,7 +207,7 @@ def humanevalplus(tmp: Path, python: str, limit: int | None = None) -> None:
         details.append(f"evalplus base {res['base_status']}, plus {res['plus_status']}")
     ours = [o["passed"] for o in ours_rows]
     details = [f"ours {o['result'][:80]}; {d}" for o, d in zip(ours_rows, details)]
-    report("humanevalplus vs EvalPlus", rows, ours, theirs, details)
+    report(f"{suite_name} vs EvalPlus", rows, ours, theirs, details)
     print(f"  time: harness {our_wall:.1f} s, evalplus.evaluate {their_wall:.1f} s")
 
 
@@ -207,7 +250,8 @@ def mbpp(tmp: Path, limit: int | None = None) -> None:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suite", choices=["humanevalplus", "mbpp", "both"], default="both")
+    ap.add_argument("--suite", "--dataset", choices=["humanevalplus", "mbppplus", "mbpp", "both", "all"],
+                    default="both", help="both: humanevalplus and mbpp; all: the three")
     ap.add_argument("--evalplus-python", help="python of a venv with evalplus==0.3.1 (default: .cache/evalplus-venv)")
     ap.add_argument("--limit", type=int, help="the first N tasks of each suite")
     ap.add_argument("--smoke", action="store_true",
@@ -216,9 +260,11 @@ def main():
     if args.smoke:
         args.suite, args.limit = "mbpp", 5
     with tempfile.TemporaryDirectory() as tmp:
-        if args.suite in ("humanevalplus", "both"):
-            humanevalplus(Path(tmp), ensure_evalplus(args.evalplus_python), args.limit)
-        if args.suite in ("mbpp", "both"):
+        if args.suite in ("humanevalplus", "both", "all"):
+            against_evalplus(Path(tmp), ensure_evalplus(args.evalplus_python), "humanevalplus", args.limit)
+        if args.suite in ("mbppplus", "all"):
+            against_evalplus(Path(tmp), ensure_evalplus(args.evalplus_python), "mbppplus", args.limit)
+        if args.suite in ("mbpp", "both", "all"):
             mbpp(Path(tmp), args.limit)
 
 

@@ -15,11 +15,11 @@ from harness.summary import Summary
 
 KEY = ("repo", "branch", "commit", "suite_hash", "n", "temperature", "top_p", "max_new_tokens", "seed", "oracle",
        "prompting")
-BASE_COLUMNS = ["repo", "branch", "commit", "step", "tokens", "parameters", "objective", "suite", "suite_hash",
-                "decontaminated", "perplexity", "bits_per_byte"]
+BASE_COLUMNS = ["repo", "branch", "commit", "step", "tokens", "parameters", "objective", "suite", "suite_label",
+                "suite_hash", "decontaminated", "perplexity", "bits_per_byte"]
 TAIL_COLUMNS = ["n", "temperature", "top_p", "max_new_tokens", "seed", "sandbox", "oracle", "prompting", "date"]
 # columns older leaderboards lack, and what their rows were
-DEFAULTS = {"oracle": "inline", "objective": "clm", "decontaminated": "", "prompting": "completion"}
+DEFAULTS = {"oracle": "inline", "objective": "clm", "decontaminated": "", "prompting": "completion", "suite_label": ""}
 DEFAULT_PATH = Path("results") / "leaderboard.csv"
 
 
@@ -47,7 +47,8 @@ def row_from_summary(s: Summary, board: Path, name: str | None = None) -> dict:
         repo, branch = portable_repo(s.repo, board, name), s.branch
     row = {"repo": repo, "branch": branch, "commit": s.commit, "step": s.step,
            "tokens": s.tokens_seen, "parameters": s.parameters, "objective": s.objective, "suite": s.suite,
-           "suite_hash": s.suite_hash, "decontaminated": {True: "yes", False: "no"}.get(s.decontaminated, ""),
+           "suite_label": s.suite_label, "suite_hash": s.suite_hash,
+           "decontaminated": {True: "yes", False: "no"}.get(s.decontaminated, ""),
            "perplexity": s.perplexity, "bits_per_byte": s.bits_per_byte,
            "n": g.get("n"), "temperature": g.get("temperature"), "top_p": g.get("top_p"),
            "max_new_tokens": g.get("max_new_tokens"), "seed": g.get("seed"), "sandbox": s.sandbox, "oracle": s.oracle,
@@ -141,11 +142,17 @@ def _num(col: pd.Series) -> pd.Series:
     return pd.to_numeric(col, errors="coerce")
 
 
+def shown_suite(df: pd.DataFrame) -> pd.Series:
+    """The suite as people read it: its label where the row has one (`mbppplus (rebuilt v0.2.0)`), else its name."""
+    return df["suite_label"].where(df["suite_label"] != "", df["suite"])
+
+
 def display_frame(df: pd.DataFrame) -> pd.DataFrame:
     """The table people read: short commits, rounded numbers, pass@k in % with its standard error."""
     df = _sorted(df)
     view = pd.DataFrame({"repo": df["repo"], "branch": df["branch"], "commit": df["commit"].str[:10],
-                         "step": df["step"].replace("", "-"), "objective": df["objective"], "suite": df["suite"],
+                         "step": df["step"].replace("", "-"), "objective": df["objective"],
+                         "suite": shown_suite(df),
                          "decontaminated": df["decontaminated"].replace("", "-"),
                          "perplexity": _num(df["perplexity"]).map(lambda x: "-" if pd.isna(x) else f"{x:.3f}"),
                          "bits/byte": _num(df["bits_per_byte"]).map(lambda x: "-" if pd.isna(x) else f"{x:.3f}")})
@@ -171,7 +178,7 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     ks = reported_ks(df)
     fig, axes = plt.subplots(1, 1 + len(ks), figsize=(5 * (1 + len(ks)), 4), squeeze=False)
     axes = axes[0]
-    num = df.assign(step=_num(df["step"]), perplexity=_num(df["perplexity"]),
+    num = df.assign(step=_num(df["step"]), perplexity=_num(df["perplexity"]), suite=shown_suite(df),
                     **{c: _num(df[c]) for k in ks for c in (f"pass@{k}", f"pass@{k}_stderr")}).dropna(subset=["step"])
     suites = sorted(num["suite"].unique())
     several_repos = df.groupby("branch")["repo"].nunique().max() > 1 if len(df) else False

@@ -211,9 +211,9 @@ def score(samples: list[Sample], suite: Suite, out_dir: str | Path, make_pool: C
     by_group = {g: pass_at_k(of_group, ks)[0] for g, of_group in groups.items()}
     ns = sorted({n for n, _ in per_task.values()})
     summary = Summary(
-        suite=suite.name, suite_hash=suite.hash, samples=len(samples), timeout_s=timeout, sandbox=sandbox,
-        oracle=oracle, harness_version=__version__, pass_at_k=table, pass_at_k_by_group=by_group,
-        environments=environment_record(suite, per_task),
+        suite=suite.name, suite_label=suite.label or None, suite_hash=suite.hash, samples=len(samples),
+        timeout_s=timeout, sandbox=sandbox, oracle=oracle, harness_version=__version__, pass_at_k=table,
+        pass_at_k_by_group=by_group, environments=environment_record(suite, per_task),
         tasks_scored=[t for t in suite.by_id() if t in per_task], tasks_missing=missing,
         samples_per_task=ns[0] if len(ns) == 1 else {"min": ns[0], "max": ns[-1]},
         result_counts=dict(kinds.most_common()),

@@ -29,6 +29,7 @@ class Summary:
     sandbox: str
     harness_version: str
     oracle: str = "inline"  # "isolated": the tests ran in another process than the program
+    suite_label: str | None = None  # what the suite is called where people read it, if not `suite` (a rebuilt release)
     pass_at_k: dict[int, PassK] = field(default_factory=dict)
     pass_at_k_by_group: dict[str, dict[int, PassK]] = field(default_factory=dict)  # DS-1000: per library
     environments: dict[str, dict] = field(default_factory=dict)  # suite environment -> its image, pins and tasks

@@ -17,7 +17,7 @@ def _markdown(df) -> str:
 
 
 def format_summary(summary: Summary) -> str:
-    head = (f"{summary.suite} (hash {summary.suite_hash}): {len(summary.tasks_scored)} tasks, "
+    head = (f"{summary.suite_label or summary.suite} (hash {summary.suite_hash}): {len(summary.tasks_scored)} tasks, "
             f"{summary.samples} samples, sandbox {summary.sandbox}")
     text = head
     if summary.pass_at_k:
@@ -46,7 +46,7 @@ def checkpoint_frame(summaries: list[Summary]):
     rows = []
     for s in summaries:
         row = {"branch": s.branch, "commit": (s.commit or "")[:10], "step": s.step, "objective": s.objective,
-               "suite": s.suite or "-",
+               "suite": s.suite_label or s.suite or "-",
                "perplexity": f"{s.perplexity:.2f}" if s.perplexity is not None else "-",
                "bits/byte": f"{s.bits_per_byte:.3f}" if s.bits_per_byte is not None else "-"}
         for k in ks:

@@ -62,6 +62,7 @@ class Suite:
     stop: tuple[str, ...] = HUMANEVAL_STOP  # where a completion for this suite's prompts ends
     broken: tuple[tuple[str, str], ...] = ()  # (task_id, reason): upstream tasks whose reference fails
     min_timeout: float = 0.0  # CPU seconds: a floor under --timeout for this suite (DS-1000's snippets import a lot)
+    label: str = ""  # the name summaries and the leaderboard show, where it says more than `name` (a rebuilt release)
 
     def __post_init__(self):
         if not self.all_ids:
@@ -89,7 +90,12 @@ class Suite:
             return self
         if n < 1:
             raise UserError(f"--limit must be at least 1, got {n}")
-        return replace(self, name=f"{self.name}[:{n}]", tasks=self.tasks[:n])
+        return replace(self, name=f"{self.name}[:{n}]", tasks=self.tasks[:n],
+                       label=f"{self.label}[:{n}]" if self.label else "")
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
 
 
 def open_text(path: Path):

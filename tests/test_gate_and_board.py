@@ -104,6 +104,26 @@ def test_board_markdown_and_plot_come_from_the_frame(tmp_path):
     assert list(df["commit"]) == ["m1" * 20, "c1" * 20, "c2" * 20]  # repo, branch, then step order
 
 
+def test_a_suite_label_is_what_summary_and_board_show(tmp_path):
+    """A rebuilt release is named as such (`mbppplus (rebuilt v0.2.0)`) wherever people read it; the suite key stays."""
+    from harness.summary import Summary
+    from harness.tables import format_summary
+    from tasks.passk import PassK
+
+    s = Summary(suite="mbppplus[:3]", suite_label="mbppplus (rebuilt v0.2.0)[:3]", suite_hash="h", samples=3,
+                timeout_s=3.0, sandbox="docker", harness_version="x", pass_at_k={1: PassK(0.5, 0.1, 3)},
+                repo="hub", branch="run", commit="c" * 40, step=1, generation={"n": 1, "temperature": 0.0})
+    assert Summary.from_json(s.to_json()).suite_label == s.suite_label
+    assert format_summary(s).startswith("mbppplus (rebuilt v0.2.0)[:3] (hash h)")
+    board = tmp_path / "b.csv"
+    leaderboard.upsert(board, row("c1" * 20, 10, 0.1))  # a row without a label: its suite name is shown
+    leaderboard.upsert(board, leaderboard.row_from_summary(s, board))
+    df = leaderboard.read(board)
+    assert dict(zip(df["suite"], df["suite_label"])) == {"humaneval": "", "mbppplus[:3]": "mbppplus (rebuilt v0.2.0)[:3]"}
+    md = leaderboard.markdown(df)
+    assert "| mbppplus (rebuilt v0.2.0)[:3] |" in md and "| humaneval " in md
+
+
 def test_rows_name_the_hub_portably(tmp_path):
     board = tmp_path / "results" / "leaderboard.csv"
     assert leaderboard.portable_repo(str(tmp_path / "hubs" / "a"), board) == "../hubs/a"

@@ -1,28 +1,35 @@
 """The registered suites: their shape, their shared prompts, and every canonical solution passing in the sandbox."""
+import collections
+import math
 import time
+from dataclasses import replace
 
 import pytest
 
 from common.errors import UserError
 from conftest import require_docker
 from sandbox.jobs import Job
-from tasks import load_suite, load_suites, names
+from tasks import load_suite, load_suites, names, per_input
 
 # Upstream tasks whose reference solution fails its own tests, with the reason. None is left in the suites as
 # shipped (HumanEval, HumanEval+ v0.1.10 with the fix below, sanitized MBPP, MBPP test split): the test below proves
 # it on every run. HumanEval+'s OriginFmt test of HumanEval/32 is broken upstream and fixed at load time
 # (tasks.suites.humanevalplus.FIXES); test_humanevalplus_fix_is_needed_and_works shows both sides.
-BROKEN: dict[str, dict[str, str]] = {"humaneval": {}, "humanevalplus": {}, "mbpp": {}, "mbpp-full": {}}
+BROKEN: dict[str, dict[str, str]] = {"humaneval": {}, "humanevalplus": {}, "mbpp": {}, "mbpp-full": {},
+                                     "mbppplus": {}}
+# MBPP+'s 378 references are too slow for CI as a whole (five take seconds to minutes): a slice of it runs here, all of
+# them in bench/evalplus_agreement.py --suite mbppplus (the canonical rows).
+MBPPPLUS_SLICE = ("Mbpp/2", "Mbpp/82", "Mbpp/124", "Mbpp/581", "Mbpp/737")
 
 
 def test_registry_lists_every_suite_with_its_size_and_ids():
     ds = ["ds1000"] + [f"ds1000-{lib}" for lib in ("matplotlib", "numpy", "pandas", "pytorch", "scipy", "sklearn",
                                                      "tensorflow")]
-    assert names() == ds + ["humaneval", "humanevalplus", "mbpp", "mbpp-full"]
+    assert names() == ds + ["humaneval", "humanevalplus", "mbpp", "mbpp-full", "mbppplus"]
     sizes = {n: len(load_suite(n).tasks) for n in names()}
     assert sizes == {"humaneval": 164, "humanevalplus": 164, "mbpp": 427, "mbpp-full": 500, "ds1000": 1000,
                      "ds1000-pandas": 291, "ds1000-numpy": 220, "ds1000-matplotlib": 155, "ds1000-scipy": 106,
-                     "ds1000-sklearn": 115, "ds1000-pytorch": 68, "ds1000-tensorflow": 45}
+                     "ds1000-sklearn": 115, "ds1000-pytorch": 68, "ds1000-tensorflow": 45, "mbppplus": 378}
     assert [t.task_id for t in load_suite("humanevalplus").tasks] == [t.task_id for t in load_suite("humaneval").tasks]
     ids = [int(t.task_id.split("/")[1]) for t in load_suite("mbpp-full").tasks]
     assert ids == list(range(11, 511)) and all(t.task_id.startswith("Mbpp/") for t in load_suite("mbpp").tasks)
@@ -95,3 +102,76 @@ def test_humanevalplus_fix_is_needed_and_works(pool):
         assert not bad.passed and "TypeError" in bad.result and good.passed, (bad, good)
         wrong = fixed[task_id].program("    return 12345.0\n")  # not a root: the fixed oracle must reject it
         assert not pool.judge([Job("wrong", wrong, 10.0)])[0].passed
+
+
+def test_mbppplus_is_named_as_rebuilt_and_its_tests_are_evalplus_style():
+    from tasks.suites.mbppplus import read_rows
+
+    plus = load_suite("mbppplus")
+    assert plus.display_name == "mbppplus (rebuilt v0.2.0)" and load_suite("mbpp").display_name == "mbpp"
+    assert plus.limit(3).name == "mbppplus[:3]" and plus.limit(3).display_name == "mbppplus (rebuilt v0.2.0)[:3]"
+    assert all(t.task_id.startswith("Mbpp/") and per_input.CALL in t.test and t.calls_check for t in plus.tasks)
+    rows = {r["task_id"]: r for r in read_rows()}
+    for t in plus.tasks[:20]:  # every base and plus input, each its own time limit (parsing all 378 takes seconds)
+        assert per_input.supports(t)
+        assert per_input.input_count(t) == len(rows[t.task_id]["base_input"]) + len(rows[t.task_id]["plus_input"])
+    assert dict(plus.broken) == BROKEN["mbppplus"]
+
+
+def test_mbppplus_shares_mbpps_prompts_but_the_18_whose_url_evalplus_removed():
+    from harness.config import GenParams
+    from harness.evaluate import prompt_groups
+
+    mbpp, plus = load_suite("mbpp"), load_suite("mbppplus")
+    by_id = mbpp.by_id()
+    differ = [t.task_id for t in plus.tasks if t.prompt != by_id[t.task_id].prompt]
+    assert len(differ) == 18 and all("http" in by_id[i].prompt for i in differ)
+    assert plus.stop == mbpp.stop and plus.hash != mbpp.hash
+    groups = prompt_groups([mbpp, plus], GenParams())
+    assert len(groups) == 1 and len(groups[0].prompts) == 427 + 18  # `--tasks mbpp,mbppplus` generates these once
+
+
+def test_literal_writes_values_back_with_their_types():
+    from tasks.suites.mbppplus import literal
+
+    values = [float("inf"), float("-inf"), -0.0, 1e308, complex(1, -0.0), 2 ** 40000, -(2 ** 40000), (1,), (), set(),
+              {"b", "a"}, frozenset({1}), {(1, 2): [3.5, None]}, b"x\x00", collections.Counter("abca"),
+              collections.OrderedDict(a=1), [True, 0, "s"]]
+    for v in values:
+        back = eval(literal(v), {"_collections": collections})
+        assert back == v and type(back) is type(v), v
+    assert math.isnan(eval(literal(float("nan")))) and literal({"b", "a"}) == "{'a', 'b'}"  # sets: one text
+    with pytest.raises(TypeError, match="not plain data"):
+        literal(object())
+
+
+def test_mbppplus_slice_in_the_sandbox(pool):
+    """A slice of MBPP+ as an evaluation runs it (per-input limits from the references' times): the references pass,
+    and EvalPlus's special oracles and float tolerance accept what they accept and nothing more."""
+    from harness import calibrate
+
+    suite = load_suite("mbppplus")
+    part = replace(suite, name="mbppplus-ci", tasks=tuple(t for t in suite.tasks if t.task_id in MBPPPLUS_SLICE))
+    times = calibrate.canonical_times(part, "docker", lambda: pool)
+    timeouts = calibrate.task_timeouts(part, times, 3.0, calibrate.TIMEOUT_FACTOR)
+    tasks, timeouts = calibrate.with_input_limits(part.by_id(), calibrate.input_times(part, "docker", lambda: pool),
+                                                  timeouts, calibrate.TIMEOUT_FACTOR)
+    answers = {  # (task, completion) -> should pass
+        ("Mbpp/2", "def similar_elements(a, b):\n    return sorted(set(a) & set(b), reverse=True)\n"): True,  # as sets
+        ("Mbpp/2", "def similar_elements(a, b):\n    return tuple(set(a) & set(b))[1:]\n"): False,
+        ("Mbpp/82", "import math\ndef volume_sphere(r):\n    return 4 / 3 * math.pi * r ** 3 * (1 + 1e-9)\n"): True,
+        ("Mbpp/82", "import math\ndef volume_sphere(r):\n    return round(4 / 3 * math.pi * r ** 3)\n"): False,  # int
+        ("Mbpp/82", "import math\ndef volume_sphere(r):\n    return 4 / 3 * math.pi * r ** 3 + 0.01\n"): False,
+        ("Mbpp/124", "import cmath\ndef angle_complex(a, b):\n    return cmath.phase(a - b)\n"): False,
+        # the other reading of the task, with the height perpendicular to the base: EvalPlus accepts both
+        ("Mbpp/581", "import math\ndef surface_Area(b, h):\n"
+                     "    return round(b * b + 2 * b * math.sqrt((b / 2) ** 2 + h ** 2))\n"): True,
+        ("Mbpp/581", "def surface_Area(b, s):\n    return 2 * b * s\n"): False,
+        ("Mbpp/737", "import re\ndef check_str(s):\n    return bool(re.match('[aeiouAEIOU]', s))\n"): True,  # None or not
+        ("Mbpp/737", "def check_str(s):\n    return True\n"): False,
+    }
+    jobs = [Job(("reference", t.task_id), tasks[t.task_id].canonical_program(), timeouts[t.task_id]) for t in part.tasks]
+    jobs += [Job(key, tasks[key[0]].program(key[1]), timeouts[key[0]]) for key in answers]
+    verdicts = {j.key: v for j, v in pool.run(jobs)}
+    assert all(verdicts[("reference", t)].passed for t in MBPPPLUS_SLICE), verdicts
+    assert {k: verdicts[k].passed for k in answers} == answers, {k: verdicts[k].result for k in answers}
