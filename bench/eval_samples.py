@@ -98,20 +98,21 @@ def against_evalplus(tmp: str, name: str, repeat: int, python: str | None, canon
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     n = len(rows)
     print(f"{n} samples ({'canonical x %d' % repeat if canonical_only else 'canonical + mutants'})")
-    result = samples.with_name("samples_eval_results.json")
 
-    def evalplus(extra):
-        result.unlink(missing_ok=True)
-        wall, r = timed([evaluate, dataset, "--samples", str(samples), *extra], env=env)
-        res = json.loads(result.read_text())["eval"]
+    def evalplus(extra, what=samples):
+        out = what.with_name(what.stem + "_eval_results.json")
+        out.unlink(missing_ok=True)
+        wall, r = timed([evaluate, dataset, "--samples", str(what), *extra], env=env)
+        res = json.loads(out.read_text())["eval"]
         passed = sum(x["base_status"] == x["plus_status"] == "pass" for v in res.values() for x in v)
         return wall, passed
 
-    # warm-up: EvalPlus computes and caches its expected outputs; we time and cache the references
-    evalplus([])
-    warm = Path(tmp) / "warm.jsonl"  # one sample per task is enough to time every reference once
+    # warm-up: EvalPlus computes and caches its expected outputs; we time and cache the references. One sample per
+    # task is enough for both (EvalPlus wants one for every task).
+    warm = Path(tmp) / "warm.jsonl"
     warm.write_text("".join(json.dumps({"task_id": t.task_id, "solution": t.prompt + t.canonical_solution}) + "\n"
                             for t in suite.tasks))
+    evalplus([], warm)
     timed([os.path.join(BIN, "harness"), "eval", "--samples", str(warm), "--tasks", name, "--k", "1",
            "--output-dir", os.path.join(tmp, "warm")])
     walls = {}

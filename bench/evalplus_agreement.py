@@ -172,13 +172,15 @@ def mutant_rows(suite) -> list[dict]:
 
 
 def mbppplus_rows(suite) -> list[dict]:
-    """EvalPlus-format samples of MBPP+ (whole functions): each canonical, its mutants and an endless loop."""
+    """EvalPlus-format samples of MBPP+ (whole functions): each canonical and its mutants, and for every fourth task
+    an endless loop (each costs its time limit, on both sides: EvalPlus runs the base and the plus inputs apart)."""
     rows = []
-    for t in suite.tasks:
+    for n, t in enumerate(suite.tasks):
         kinds = mutants(t.canonical_solution, whole_function=True)
-        head, _, rest = t.canonical_solution.partition(":\n")
-        ind = body_indent(rest)
-        kinds["endless_loop"] = f"{head}:\n{ind}while True:\n{ind}    pass\n{rest}"
+        if n % 4 == 0:
+            head, _, rest = t.canonical_solution.partition(":\n")
+            ind = body_indent(rest)
+            kinds["endless_loop"] = f"{head}:\n{ind}while True:\n{ind}    pass\n{rest}"
         for kind, code in kinds.items():
             solution = (WRONG_TYPE + code) if kind == "wrong_type" else code
             if compiles(t.program_from_solution(solution)):
