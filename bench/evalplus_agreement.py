@@ -257,10 +257,18 @@ def main():
     ap.add_argument("--evalplus-python", help="python of a venv with evalplus==0.3.1 (default: .cache/evalplus-venv)")
     ap.add_argument("--limit", type=int, help="the first N tasks of each suite")
     ap.add_argument("--smoke", action="store_true",
-                    help="seconds: mbpp's first 5 tasks, the same code path but EvalPlus's own run (for CI)")
+                    help="seconds: mbpp's first 5 tasks, the same code path but EvalPlus's own run (for CI); also "
+                         "mbppplus's first 3 against EvalPlus where an EvalPlus venv is already there")
     args = ap.parse_args()
     if args.smoke:
-        args.suite, args.limit = "mbpp", 5
+        with tempfile.TemporaryDirectory() as tmp:
+            mbpp(Path(tmp), 5)
+            python = args.evalplus_python or ROOT / ".cache" / "evalplus-venv" / "bin" / "python"
+            if Path(python).exists():
+                against_evalplus(Path(tmp), str(python), "mbppplus", 3)
+            else:
+                print(f"\nmbppplus: no EvalPlus at {python} (installing it takes the network): skipped")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         if args.suite in ("humanevalplus", "both", "all"):
             against_evalplus(Path(tmp), ensure_evalplus(args.evalplus_python), "humanevalplus", args.limit)

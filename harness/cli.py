@@ -239,7 +239,7 @@ def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-leaderboard", action="store_true")
 
 
-TASKS_HELP = ("suites, comma-separated: humaneval, humanevalplus, mbpp, mbpp-full, or JSONL files of tasks "
+TASKS_HELP = ("suites, comma-separated: humaneval, humanevalplus, mbpp, mbpp-full, mbppplus, or JSONL files of tasks "
               "(e.g. humaneval,humanevalplus,mbpp)")
 
 

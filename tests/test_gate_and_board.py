@@ -119,7 +119,8 @@ def test_a_suite_label_is_what_summary_and_board_show(tmp_path):
     leaderboard.upsert(board, row("c1" * 20, 10, 0.1))  # a row without a label: its suite name is shown
     leaderboard.upsert(board, leaderboard.row_from_summary(s, board))
     df = leaderboard.read(board)
-    assert dict(zip(df["suite"], df["suite_label"])) == {"humaneval": "", "mbppplus[:3]": "mbppplus (rebuilt v0.2.0)[:3]"}
+    labels = dict(zip(df["suite"], df["suite_label"]))
+    assert labels == {"humaneval": "", "mbppplus[:3]": "mbppplus (rebuilt v0.2.0)[:3]"}
     md = leaderboard.markdown(df)
     assert "| mbppplus (rebuilt v0.2.0)[:3] |" in md and "| humaneval " in md
 

@@ -170,10 +170,12 @@ def test_mbppplus_slice_in_the_sandbox(pool):
         ("Mbpp/581", "import math\ndef surface_Area(b, h):\n"
                      "    return round(b * b + 2 * b * math.sqrt((b / 2) ** 2 + h ** 2))\n"): True,
         ("Mbpp/581", "def surface_Area(b, s):\n    return 2 * b * s\n"): False,
-        ("Mbpp/737", "import re\ndef check_str(s):\n    return bool(re.match('[aeiouAEIOU]', s))\n"): True,  # None or not
+        # a regex task: EvalPlus checks only whether the answer is None (or, for a bool, which one)
+        ("Mbpp/737", "import re\ndef check_str(s):\n    return bool(re.match('[aeiouAEIOU]', s))\n"): True,
         ("Mbpp/737", "def check_str(s):\n    return True\n"): False,
     }
-    jobs = [Job(("reference", t.task_id), tasks[t.task_id].canonical_program(), timeouts[t.task_id]) for t in part.tasks]
+    jobs = [Job(("reference", t.task_id), tasks[t.task_id].canonical_program(), timeouts[t.task_id])
+            for t in part.tasks]
     jobs += [Job(key, tasks[key[0]].program(key[1]), timeouts[key[0]]) for key in answers]
     verdicts = {j.key: v for j, v in pool.run(jobs)}
     assert all(verdicts[("reference", t)].passed for t in MBPPPLUS_SLICE), verdicts
