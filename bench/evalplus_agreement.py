@@ -4,8 +4,8 @@
   installed from PyPI into a scratch venv, pointed at the shipped data with HUMANEVAL_OVERRIDE_PATH). EvalPlus's
   verdict for a sample is base_status == plus_status == "pass".
 - MBPP+: `harness eval --samples --tasks mbppplus` against `evalplus.evaluate mbpp` pointed at the shipped file
-  with MBPP_OVERRIDE_PATH (with --limit N, at a file of its first N tasks: EvalPlus wants a sample for every task of
-  its dataset). The mutants add an endless loop.
+  with MBPP_OVERRIDE_PATH. The mutants add an endless loop. With --limit N, EvalPlus (both datasets) is pointed at
+  a file of the first N tasks: it wants a sample for every task of its dataset.
 - MBPP: `harness eval --samples --tasks mbpp` against the same programs run in plain subprocesses
   (`python3 -c PROGRAM`, pass = exit code 0, with the same per-task timeout).
 
@@ -114,17 +114,16 @@ HUMANEVALPLUS_DATA = ROOT / "tasks" / "data" / "humanevalplus" / "HumanEvalPlus.
 def evalplus_env(dataset: str, limit: int | None = None, tmp: Path | None = None) -> dict:
     """The environment that points `evalplus.evaluate` at our shipped data (`humaneval` or `mbpp`); with `limit`, at
     a file of the first N tasks written into `tmp` (EvalPlus evaluates every task of its dataset or none)."""
-    if dataset == "humaneval":
-        return dict(os.environ, HUMANEVAL_OVERRIDE_PATH=str(HUMANEVALPLUS_DATA))
     from tasks.suites.mbppplus import DATA
 
-    path = DATA
+    var, path = ("HUMANEVAL_OVERRIDE_PATH", HUMANEVALPLUS_DATA) if dataset == "humaneval" else \
+        ("MBPP_OVERRIDE_PATH", DATA)
     if limit:
-        with gzip.open(DATA, "rt", encoding="utf-8") as f:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
             lines = [line for line in f if line.strip()][:limit]
-        path = tmp / f"MbppPlus-first{limit}.jsonl"
+        path = tmp / f"{dataset}-first{limit}.jsonl"
         path.write_text("".join(lines), encoding="utf-8")
-    return dict(os.environ, MBPP_OVERRIDE_PATH=str(path))
+    return dict(os.environ, **{var: str(path)})
 
 
 def run_evalplus(python: str, samples: Path, dataset: str = "humaneval", env: dict | None = None,
@@ -197,8 +196,7 @@ def against_evalplus(tmp: Path, python: str, suite_name: str, limit: int | None 
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"\n{suite_name}: {len(rows)} samples ({len(suite.tasks)} tasks)")
     theirs_raw, their_wall = run_evalplus(python, samples, dataset, evalplus_env(dataset, limit, tmp))
-    ours_rows, our_wall = run_ours(samples, suite_name, tmp / f"ours-{suite_name}",
-                                   limit if dataset == "mbpp" else None)
+    ours_rows, our_wall = run_ours(samples, suite_name, tmp / f"ours-{suite_name}", limit)
     seen: dict[str, int] = {}
     theirs, details = [], []
     for r in rows:
