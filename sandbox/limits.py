@@ -9,7 +9,7 @@ DEFAULT_SLOTS = 2  # samples run at once per container
 DEFAULT_MEMORY_MB = 512
 MIN_MEMORY_MB = 64
 UID_BASE = 50000  # container i, slot j runs as uid UID_BASE + UIDS_PER_CONTAINER * i + j (isolated oracle: the
-UIDS_PER_CONTAINER = 100  # judge there, the candidate at + 50, worker.CANDIDATE_UID_OFFSET)
+UIDS_PER_CONTAINER = 150  # candidate at + 50, the slot's judge at + 100: worker.CANDIDATE_UID_OFFSET, JUDGE_UID_OFFSET)
 MAX_SLOTS = 50
 
 

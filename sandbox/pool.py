@@ -355,7 +355,8 @@ class SandboxPool:
                 outstanding -= 1
                 yield job, Verdict(passed=bool(msg["passed"]), result=msg["result"],
                                    output=msg.get("output", ""), elapsed=float(msg.get("elapsed", 0.0)),
-                                   cpu=float(msg.get("cpu", 0.0)))
+                                   cpu=float(msg.get("cpu", 0.0)), stderr=msg.get("stderr", ""),
+                                   exit_code=msg.get("exit_code"), files=msg.get("files", {}))
             elif kind == "dead" and w in self._workers:
                 engine_lost = w.engine is not None and not w.engine.alive()
                 if engine_lost and w.engine.url not in self.engine_errors:

@@ -1,5 +1,5 @@
 """The container policy and the pool's scheduling, as pure functions: no engine needed."""
-from sandbox.limits import UID_BASE, Limits
+from sandbox.limits import UID_BASE, UIDS_PER_CONTAINER, Limits
 from sandbox.policy import LABEL, OWNER_LABEL, WORKER_CAPS, container_spec
 from sandbox.pool import plan_workers, refill_plan
 
@@ -64,7 +64,7 @@ def test_labels_name_and_worker_args():
     cmd = create["command"]
     assert cmd[cmd.index("--slots") + 1] == "2" and cmd[cmd.index("--memory-mb") + 1] == "300"
     assert float(cmd[cmd.index("--wall-factor") + 1]) == Limits().wall_factor
-    assert cmd[cmd.index("--uid-base") + 1] == str(UID_BASE + 300)  # container 3: its own uid range
+    assert cmd[cmd.index("--uid-base") + 1] == str(UID_BASE + 3 * UIDS_PER_CONTAINER)  # container 3: its own uids
 
 
 def test_workers_are_spread_over_engines_by_cpus():

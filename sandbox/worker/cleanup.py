@@ -155,3 +155,37 @@ def cgroup_shmem():
         except OSError:
             continue
     return None
+
+
+def read_files(root, paths, cap):
+    """{path: base64 of its first `cap` bytes} of the regular files at these paths under `root` (a plain run's
+    fetch_files), read before the work dir is emptied. Each component is opened without following links and the
+    last one without blocking, so a link to another slot's files or a FIFO reads nothing; what is not a regular file
+    inside `root` is left out."""
+    import base64
+
+    found = {}
+    for path in paths:
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        if not parts or ".." in parts or path.startswith("/"):
+            continue
+        fd = None
+        try:
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+            for name in parts[:-1]:
+                child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = child
+            child = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            data = os.read(fd, cap)
+            found[path] = base64.b64encode(data).decode()
+        except OSError:
+            continue
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return found

@@ -1,26 +1,32 @@
 """The isolated oracle: the judge (trusted: the suite's prompt and test) and the candidate (untrusted: prompt +
 completion) as two processes under two uids, each from the pristine zygote, talking plain data over a pipe.
 
-The worker compiles each task's judge code once (`JudgeCode`, a HumanEval+ test with a thousand inputs costs more
-to compile than to run) and hands the judge the marshalled code objects in its payload; the candidate's payload is
-its own program and nothing else, so no test, no other sample and no worker state is in its memory.
+The judge of a slot outlives samples (`serve_judge`): it runs nothing but the suite's code, so one judge per slot
+serves sample after sample and the candidate is the only process forked per sample, as in the inline oracle. The
+worker compiles each task's judge code once (`JudgeCode`, a HumanEval+ test with a thousand inputs costs more to
+compile than to run) and sends the marshalled code objects to a judge once (it keeps the last JUDGE_CACHE_SIZE
+tasks'); the candidate's payload is its own program and nothing else, so no test, no other sample and no worker
+state is in its memory.
 """
 import ast
 import builtins
+import fcntl
 import importlib
 import importlib.util
 import json
 import marshal
 import os
 import signal
+import socket
 import time
 import types
 
 from . import fds
 from .plain import (Channel, NotPlainData, ProtocolError, Remote, decode_plain, encode_plain, raise_from_reply)
-from .runner import report_and_exit
+from .runner import verdict_bytes
 
 CACHE_SIZE = 256  # tasks whose compiled judge code the worker keeps
+JUDGE_CACHE_SIZE = 32  # tasks whose code objects a judge keeps (a HumanEval+ test's are megabytes)
 
 
 def free_names(test):
@@ -78,24 +84,107 @@ class JudgeCode:
         return blob
 
 
-def judge_payload(token, job):
-    head = json.dumps({"entry_point": job.get("entry_point"), "calls_check": job.get("calls_check", True)}).encode()
-    return b"J" + token + head + b"\n" + JudgeCode.payload(job["trusted"], job["test"])
+class JudgeProcess:
+    """The worker's handle on one slot's judge: a process from the zygote, under the slot's judge uid, that outlives
+    samples. It runs only the suite's trusted code, so nothing a sample does stays in it; each sample's candidate is
+    still a fresh child of the zygote that never held a test. Jobs go over `sock` (a stream socket): a JSON header
+    line with the sample's pipe ends attached (SCM_RIGHTS), then the task's compiled code unless the judge holds it."""
+
+    def __init__(self, pid, sock):
+        self.pid, self.sock = pid, sock
+        self.alive = True
+        self.status = None  # its exit status, once it ended
+        self.samples = 0
+        self.known = []  # keys of the tasks whose code it holds, oldest first (the judge keeps the same list)
+
+    def message(self, token, job):
+        """(header line, code blob or b"") of one sample."""
+        blob = JudgeCode.payload(job["trusted"], job["test"])
+        key = hash((job["trusted"], job["test"]))
+        clear = False
+        if key in self.known:
+            blob = b""
+        elif len(self.known) >= JUDGE_CACHE_SIZE:
+            self.known, clear = [], True
+        if blob:
+            self.known.append(key)
+        self.samples += 1
+        head = {"token": token.decode(), "entry_point": job.get("entry_point"),
+                "calls_check": job.get("calls_check", True), "key": key, "size": len(blob), "clear": clear}
+        return json.dumps(head).encode() + b"\n", blob
 
 
-def run_judge(token, blob):
-    """The trusted process: prompt + test, the candidate behind Remote stubs. Alone decides the verdict."""
+def load_judge_code(blob):
+    """(free names, prompt code, test code), or the exception a test that does not compile raises."""
+    line, _, blob = blob.partition(b"\n")
+    header = json.loads(line)
+    if "error" in header:
+        try:
+            raise_from_reply(header["error"])
+        except Exception as exc:  # noqa: BLE001 - raised again in each sample of that task
+            return exc
+    n_prompt, _ = header["sizes"]
+    return header["free"], marshal.loads(blob[:n_prompt]), marshal.loads(blob[n_prompt:])
+
+
+def serve_judge():
+    """The judge's life: one sample after another, until the worker closes the socket. Never returns.
+
+    For each sample the pipe ends that arrive with its header are put at the protocol's descriptors (stdout, stderr,
+    RESULT, the channel); once the verdict is written they are replaced by /dev/null, so the worker sees the
+    sample's RESULT pipe end."""
+    sock = socket.socket(fileno=fds.PAYLOAD)
+    low = os.open(os.devnull, os.O_RDWR)
+    devnull = fcntl.fcntl(low, fcntl.F_DUPFD, fds.FIRST_CLOSED)
+    os.close(low)
+    for target in (fds.CHAN_IN, fds.CHAN_OUT):
+        os.dup2(devnull, target)  # the protocol's numbers stay taken, so the ends received land above them
+    cache = {}  # key -> load_judge_code(...), the same keys the worker's JudgeProcess.known lists
+    buf, passed = b"", []
+    while True:
+        while b"\n" not in buf:
+            data, got, _, _ = socket.recv_fds(sock, 1 << 16, 4)
+            if not data:
+                os._exit(0)  # the worker is gone, or recycles this judge
+            buf += data
+            passed += got
+        line, _, buf = buf.partition(b"\n")
+        head = json.loads(line)
+        while len(buf) < head["size"]:
+            data = sock.recv(max(1 << 16, head["size"] - len(buf)))
+            if not data:
+                os._exit(0)
+            buf += data
+        blob, buf = buf[:head["size"]], buf[head["size"]:]
+        if head["clear"]:
+            cache.clear()
+        if blob:
+            cache[head["key"]] = load_judge_code(blob)
+        del blob
+        out, res, chan_in, chan_out = passed
+        passed = []
+        for fd, target in ((out, fds.STDOUT), (out, fds.STDERR), (res, fds.RESULT), (chan_in, fds.CHAN_IN),
+                           (chan_out, fds.CHAN_OUT)):
+            os.dup2(fd, target)
+        for fd in (out, res, chan_in, chan_out):
+            os.close(fd)
+        code = cache[head["key"]]
+        exc = code if isinstance(code, BaseException) else judge_one(head, *code)
+        try:
+            os.write(fds.RESULT, verdict_bytes(head["token"].encode(), exc))
+        except OSError:
+            pass  # the worker gave the sample up (a timeout): nothing reads this verdict
+        for target in (fds.STDOUT, fds.STDERR, fds.RESULT, fds.CHAN_IN, fds.CHAN_OUT):
+            os.dup2(devnull, target)
+        if isinstance(exc, MemoryError):
+            os._exit(0)  # a fresh judge for the next sample rather than one that ran out of memory mid-test
+
+
+def judge_one(job, free, prompt_code, test_code):
+    """One sample: prompt + test in a fresh namespace, the candidate behind Remote stubs. Returns the exception the
+    test ended with, or None (passed). Alone decides the verdict."""
     channel = Channel(fds.CHAN_IN, fds.CHAN_OUT)
     try:
-        line, _, blob = blob.partition(b"\n")
-        job = json.loads(line)
-        line, _, blob = blob.partition(b"\n")
-        header = json.loads(line)
-        if "error" in header:
-            raise_from_reply(header["error"])
-        n_prompt, _ = header["sizes"]
-        prompt_code, test_code = marshal.loads(blob[:n_prompt]), marshal.loads(blob[n_prompt:])
-        del blob
         namespace = {"__name__": "__main__", "__builtins__": builtins}
         exec(prompt_code, namespace)  # noqa: S102 - trusted: the suite's prompt (while the candidate loads)
         hello = channel.recv()  # the candidate loaded its program, or says why not
@@ -110,7 +199,7 @@ def run_judge(token, blob):
         if entry:
             namespace[entry] = Remote(channel, entry)
         modules = hello.get("modules", [])
-        for name in header["free"]:
+        for name in free:
             if name in namespace:
                 continue
             # a module the program imported and the test uses (Mbpp/596's `sys`): the judge imports its own copy
@@ -121,9 +210,9 @@ def run_judge(token, blob):
         exec(test_code, namespace)  # noqa: S102 - trusted: the suite's test
         if job.get("calls_check", True) and entry:
             namespace["check"](namespace[entry])
-    except BaseException as exc:
-        report_and_exit(token, exc)
-    report_and_exit(token, None)
+    except BaseException as exc:  # noqa: BLE001 - every way the test ends but returning is a failure
+        return exc
+    return None
 
 
 def run_candidate(program):

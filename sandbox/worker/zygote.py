@@ -24,7 +24,7 @@ from . import cleanup, fds
 PAGE = resource.getpagesize()
 MB = 2**20
 MAX_REQUEST = 4096
-FD_NAMES = ("out", "res", "payload", "chan_in", "chan_out")
+FD_NAMES = ("out", "err", "res", "payload", "chan_in", "chan_out")
 
 
 # ---- in the zygote -----------------------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def sweep_as(uid):
 
 # ---- in a freshly forked child -----------------------------------------------------------------------------------
 def child(req, named, limits, setuid):
-    """Confine, then run the payload (runner.main). Never returns."""
+    """Confine, then run the payload (runner.main), or serve as a slot's judge (oracle.serve_judge). Never returns."""
     try:
         confine(req, named, limits, setuid)
     except BaseException as exc:
@@ -119,6 +119,10 @@ def child(req, named, limits, setuid):
             os.write(fds.RESULT, b"E" + f"{type(exc).__name__}: {exc}".encode())
         finally:
             os._exit(70)
+    if req.get("role") == "judge":
+        from . import oracle
+
+        oracle.serve_judge()
     from . import runner
 
     runner.main()
@@ -133,7 +137,7 @@ def confine(req, named, limits, setuid):
     high.setdefault("res", devnull)
     os.dup2(devnull, fds.STDIN)
     os.dup2(high["out"], fds.STDOUT)  # sys.stdout/sys.stderr (unbuffered, -u) now write into the capped pipe
-    os.dup2(high["out"], fds.STDERR)
+    os.dup2(high.get("err", high["out"]), fds.STDERR)  # a plain run keeps stderr apart
     os.dup2(high["res"], fds.RESULT)
     os.dup2(high["payload"], fds.PAYLOAD)
     if "chan_in" in high:
@@ -158,7 +162,8 @@ def confine(req, named, limits, setuid):
     # Per process, a backstop: the worker charges the CPU time of all the sample's processes against its limit.
     cpu = int(req["cpu"]) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (vm_size + limits.memory_mb * MB,) * 2)
+    memory_mb = min(req.get("memory_mb") or limits.memory_mb, limits.memory_mb)  # a job may ask for less, not more
+    resource.setrlimit(resource.RLIMIT_AS, (vm_size + memory_mb * MB,) * 2)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits.fsize_mb * MB,) * 2)
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits.nofile,) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
