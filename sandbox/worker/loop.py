@@ -163,8 +163,14 @@ class Worker:
             self.inbuf += chunk
             *lines, self.inbuf = self.inbuf.split(b"\n")
             for line in lines:
-                if line.strip():
-                    self.queue.append(json.loads(line))
+                if not line.strip():
+                    continue
+                msg = json.loads(line)
+                if "cancel" in msg:  # the host no longer waits for these: those not started are dropped
+                    gone = set(msg["cancel"])
+                    self.queue = [job for job in self.queue if job["id"] not in gone]
+                else:
+                    self.queue.append(msg)
 
     def emit(self, msg):
         if not self.outbuf:
