@@ -91,3 +91,12 @@ def test_ds1000_agreement_smoke():
     assert re.search(r"^agreement: 1\.0000 \((\d+)/\1\)$", out, re.M), out  # references and mutants alike
     assert "references passing (ours): Pandas 4/4" in out
     assert ratio(out, "speedup_vs_plain") > 0
+
+
+def test_serve_load_smoke():
+    require_docker()
+    out = smoke("serve_load.py")
+    assert re.search(r"^lost: 0; doubled: 0 ", out, re.M), out
+    assert re.search(r"^verdicts equal to offline: (\d+)/\1$", out, re.M), out
+    assert re.search(r"killed container codeparrot-sandbox-", out), out
+    assert ratio(out, "serve_vs_offline_throughput") > 0
