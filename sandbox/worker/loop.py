@@ -36,6 +36,7 @@ FETCH_CAP = 1 << 20  # bytes of each file a plain run asks back (fetch_files)
 JUDGE_SAMPLES = 2000
 JUDGE_CPU_S = 3600  # its RLIMIT_CPU (a backstop: the worker charges each sample's share to that sample)
 JUDGE_RSS_SHARE = 0.25
+JUDGE_CHECK_EVERY = 50  # samples between two looks at a judge's CPU and memory
 
 
 def suite_environment(work_root, spec):
@@ -267,14 +268,15 @@ class Worker:
                 self.drop_judge(slot)
         else:
             raise SystemExit("no judge could be started")  # the container ends; the host re-runs its samples
-        slot.cpu_base, slot.wait_base = cputime.usage(pids=[judge.pid])
+        slot.cpu_base, slot.wait_base = cputime.on_cpu(judge.pid)
         return judge, blob
 
     def judge_for(self, slot):
         """The slot's judge, started (from the zygote, under the slot's judge uid) when it has none or when the one
         it has is used up."""
         judge = slot.judge
-        if judge is not None and (not judge.alive or judge.samples >= JUDGE_SAMPLES or self.judge_worn(judge)):
+        if judge is not None and (not judge.alive or judge.samples >= JUDGE_SAMPLES
+                                  or judge.samples % JUDGE_CHECK_EVERY == 0 and self.judge_worn(judge)):
             self.drop_judge(slot)
         if slot.judge is None:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -288,7 +290,7 @@ class Worker:
         return slot.judge
 
     def judge_worn(self, judge):
-        cpu, _ = cputime.usage(pids=[judge.pid])
+        cpu, _ = cputime.on_cpu(judge.pid)
         try:
             with open(f"/proc/{judge.pid}/statm", "rb") as f:
                 rss = int(f.read().split()[1]) * PAGE
@@ -406,7 +408,7 @@ class Worker:
         cpu = main_cpu
         if judge is not None:
             if judge is slot.judge and judge.alive:
-                cpu += max(0.0, cputime.usage(pids=[judge.pid])[0] - slot.cpu_base)
+                cpu += max(0.0, cputime.on_cpu(judge.pid)[0] - slot.cpu_base)
                 uids = {slot.cand_uid}  # the judge lives on: only the candidate's uid is swept
             elif judge.status is not None and not slot.result:
                 status = judge.status  # the judge itself died (out of memory?): that is the verdict
@@ -520,14 +522,15 @@ class Worker:
     def usage(self, slot):
         """(CPU seconds, run-queue wait) of the sample: every process of its uids, less what the slot's judge had
         used before the sample; without setuid (the process backend) only its main processes."""
-        judge = slot.judge if slot.judging and slot.judge is not None and slot.judge.alive else None
         if self.setuid:
-            cpu, wait = cputime.usage(uids=slot.uids() if judge else slot.uids() - {slot.judge_uid})
+            cpu, wait = cputime.usage(uids=slot.uids() - {slot.judge_uid})
         else:
-            cpu, wait = cputime.usage(pids=[p for p in (slot.pid, judge and judge.pid) if p])
-        if judge is not None:
-            cpu -= slot.cpu_base
-            wait = None if wait is None or slot.wait_base is None else wait - slot.wait_base
+            cpu, wait = cputime.usage(pids=[slot.pid])
+        judge = slot.judge if slot.judging and slot.judge is not None and slot.judge.alive else None
+        if judge is not None:  # its share: what it used since the sample started
+            j_cpu, j_wait = cputime.on_cpu(judge.pid)
+            cpu += j_cpu - slot.cpu_base
+            wait = None if wait is None or j_wait is None or slot.wait_base is None else wait + j_wait - slot.wait_base
         return cpu, wait
 
     def charge_cpu(self, now):
