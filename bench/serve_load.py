@@ -88,7 +88,8 @@ def kill_one_container(server_pid: int) -> str:
 
 async def load(url: str, items: list[dict], args, server_pid: int) -> dict:
     """`clients` tasks, each sending one item per request until the time or the request budget is spent."""
-    stats = {"sent": 0, "answered": 0, "retried_5xx": 0, "retried_429": 0, "transport_errors": 0, "kill_at": None,
+    stats = {"sent": 0, "answered": 0, "retried_5xx": 0, "error_items": 0, "retried_429": 0, "transport_errors": 0,
+             "kill_at": None,
              "killed": None, "latencies": [], "verdicts": []}
     start = time.monotonic()
     stop_at = start + args.duration
@@ -115,6 +116,10 @@ async def load(url: str, items: list[dict], args, server_pid: int) -> dict:
                     continue
                 if r.status_code >= 500:
                     stats["retried_5xx"] += 1
+                    try:  # items answered `error` are counted by the server as verdicts too
+                        stats["error_items"] += sum(x["status"] == "error" for x in r.json()["results"])
+                    except (ValueError, KeyError, TypeError):
+                        pass
                     await asyncio.sleep(0.5)
                     continue
                 break
@@ -209,8 +214,8 @@ def main():
           f"{1000 * lat[len(lat) // 2]:.0f} ms, p99 {1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))]:.0f} ms")
     print(f"retried after 5xx: {stats['retried_5xx']}, after 429: {stats['retried_429']}, transport errors: "
           f"{stats['transport_errors']}")
-    print(f"lost: {stats['sent'] - stats['answered']}; doubled: {int(counted) - stats['answered']} (server "
-          f"verdicts {int(counted)})")
+    print(f"lost: {stats['sent'] - stats['answered']}; doubled: {int(counted) - stats['answered'] - stats['error_items']}"
+          f" (server verdicts {int(counted)}, of which {stats['error_items']} errors answered 5xx and sent again)")
     print(f"verdicts equal to offline: {stats['answered'] - len(wrong)}/{stats['answered']}")
     for i, got, want in wrong[:10]:
         print(f"  {samples[i]['task_id']} ({samples[i]['kind']}): served {got}, offline {want}")
