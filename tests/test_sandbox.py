@@ -31,12 +31,16 @@ def innocent_jobs(humaneval, n=12):
 
 
 def sample_processes(pool):
-    """Processes in the pool's containers that run as a sample uid (>= 50000): must be none between samples."""
+    """Processes in the pool's containers that run as a sample uid (>= UID_BASE, but the slots' isolated judges,
+    which outlive samples and run no sample's code): must be none between samples."""
+    from sandbox.limits import UID_BASE, UIDS_PER_CONTAINER
+    from sandbox.worker.loop import JUDGE_UID_OFFSET
+
     left = []
     for w in pool.workers:
         top = w.engine.client.api.top(w.conn.cid, ps_args="-eo uid,pid,args")
         for uid, pid, args in top["Processes"]:
-            if uid.isdigit() and int(uid) >= 50000:
+            if uid.isdigit() and int(uid) >= UID_BASE and (int(uid) - UID_BASE) % UIDS_PER_CONTAINER < JUDGE_UID_OFFSET:
                 left.append(f"{uid} {pid} {args}")
     return left
 
