@@ -73,9 +73,11 @@ class SuiteCatalog:
 
     def limits(self, name: str, base: float) -> tuple[dict[str, Task], dict[str, float]]:
         """(tasks, timeouts) of a suite for a base timeout, as `harness eval` computes them (scoring.score)."""
+        suite = self.suites[name]
+        base = max(base, suite.min_timeout)
         key = (name, base)
         if key not in self._limits:
-            suite, tasks = self.suites[name], self.by_id[name]
+            tasks = self.by_id[name]
             timeouts = {t: base for t in tasks}
             if self.sandbox.timeout_factor > 0:
                 factor = self.sandbox.timeout_factor

@@ -342,7 +342,12 @@ def serve(args) -> int:
         raise UserError("--max-queue must be at least 1 and --deadline positive")
     sandbox = SandboxConfig.from_args(args)
     suites = load_suites(args.tasks)
-    with sandbox.make_pool() as pool:
+    for s in suites:
+        if s.envs():
+            raise UserError(f"harness serve judges suites of the base image; {s.name} needs the environment(s) "
+                            f"{', '.join(e.name for e in s.envs())}: leave it out of --tasks")
+    with sandbox.make_pool() as pools:
+        pool = pools.base  # one pool, fed live (EnvPools.run groups a finite list of jobs by environment)
         catalog = SuiteCatalog(suites, sandbox, pool)
         service = JudgeService(pool, catalog, max_queue=args.max_queue, deadline_s=args.deadline)
         health = service.health()

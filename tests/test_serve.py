@@ -48,8 +48,8 @@ def served():
     from tasks import load_suite
 
     sandbox = SandboxConfig(workers=1, slots=2, oracle="isolated", timeout_factor=0)
-    with sandbox.make_pool() as pool:
-        service = JudgeService(pool, SuiteCatalog([load_suite("humaneval")], sandbox, pool))
+    with sandbox.make_pool() as pools:
+        service = JudgeService(pools.base, SuiteCatalog([load_suite("humaneval")], sandbox, pools.base))
         servers = [start(create_app(service)), start(create_app(service, TOKEN))]
         yield {"service": service, "open": servers[0][2], "locked": servers[1][2]}
         for server, thread, _ in servers:
