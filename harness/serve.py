@@ -348,6 +348,7 @@ def serve(args) -> int:
                             f"{', '.join(e.name for e in s.envs())}: leave it out of --tasks")
     with sandbox.make_pool() as pools:
         pool = pools.base  # one pool, fed live (EnvPools.run groups a finite list of jobs by environment)
+        pool.wait_started()  # every container up before the first request (and the first ping)
         catalog = SuiteCatalog(suites, sandbox, pool)
         service = JudgeService(pool, catalog, max_queue=args.max_queue, deadline_s=args.deadline)
         health = service.health()
