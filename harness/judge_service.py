@@ -246,7 +246,7 @@ class JudgeService:
         return self._in_system
 
     def health(self) -> dict:
-        workers = [w for w in list(self.pool._workers) if not w.dead and not w.retiring]
+        workers = self.pool.live_workers()
         engines = {w.engine.url for w in workers if w.engine is not None}
         return {"status": "ok" if workers and not self.down else "down", "reason": self.down,
                 "workers": len(workers), "slots": len(workers) * self.pool.limits.slots,

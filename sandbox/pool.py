@@ -260,6 +260,10 @@ class SandboxPool:
         self.wait_started()
         return self._workers
 
+    def live_workers(self) -> list[_Worker]:
+        """The workers that take jobs now (not dead, not retiring); callable from any thread (harness serve's ping)."""
+        return [w for w in list(self._workers) if not w.dead and not w.retiring]
+
     def wait_started(self) -> None:
         for t in self._starters:
             t.join()
