@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 1.0  # CPU seconds per sample, server and offline alike: an endless loop costs this much
 KINDS = ("correct", "wrong", "correct", "crash", "correct", "forge", "wrong", "correct", "crash", "correct",
          "forge", "wrong", "correct", "correct", "wrong", "loop")  # one endless loop in 16 samples
-FORGE = ("    class Liar:\n        def __eq__(self, other): return True\n        def __ne__(self, other): return False\n"
-         "        def __bool__(self): return True\n    return Liar()\n")
+FORGE = ("    class Liar:\n        def __eq__(self, other): return True\n"
+         "        def __ne__(self, other): return False\n        def __bool__(self): return True\n    return Liar()\n")
 
 
 def completion(task, kind: str) -> str:
@@ -214,8 +214,9 @@ def main():
           f"{1000 * lat[len(lat) // 2]:.0f} ms, p99 {1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))]:.0f} ms")
     print(f"retried after 5xx: {stats['retried_5xx']}, after 429: {stats['retried_429']}, transport errors: "
           f"{stats['transport_errors']}")
-    print(f"lost: {stats['sent'] - stats['answered']}; doubled: {int(counted) - stats['answered'] - stats['error_items']}"
-          f" (server verdicts {int(counted)}, of which {stats['error_items']} errors answered 5xx and sent again)")
+    doubled = int(counted) - stats["answered"] - stats["error_items"]
+    print(f"lost: {stats['sent'] - stats['answered']}; doubled: {doubled} (server verdicts {int(counted)}, of which "
+          f"{stats['error_items']} errors answered 5xx and sent again)")
     print(f"verdicts equal to offline: {stats['answered'] - len(wrong)}/{stats['answered']}")
     for i, got, want in wrong[:10]:
         print(f"  {samples[i]['task_id']} ({samples[i]['kind']}): served {got}, offline {want}")

@@ -1,9 +1,10 @@
 """`harness serve`: the sandbox pool as an HTTP judge for RL rewards (FastAPI + uvicorn), with SandboxFusion's API
 beside our own batch endpoint. An infrastructure fault is an `error` and an HTTP 5xx (retry), never a failed sample.
 
-    POST /v1/judge   {"items": [{"suite", "task_id", "completion" | "solution"} | {"program"[, "test", "entry_point"]}],
-                      "timeout": CPU s, "memory_mb": n, "deadline_s": s} (or "answer": a chat answer)  ->  {"results": [{"passed", "status",
-                      "result", "cpu_s", "wall_s", "oracle"}]}; status is passed / failed / timeout / error
+    POST /v1/judge   {"items": [{"suite", "task_id", "completion" | "solution" | "answer"} | {"program"[, "test",
+                      "entry_point"]}], "timeout": CPU s, "memory_mb": n, "deadline_s": s}  ->  {"results":
+                      [{"passed", "status", "result", "cpu_s", "wall_s", "oracle"}]}; status is passed / failed /
+                      timeout / error
     POST /run_code   SandboxFusion's: a python program with stdin and files; its exit code is the result (as
                      forgeable as in SandboxFusion: a program can exit 0; rewards belong on /v1/judge or /submit)
     POST /submit     SandboxFusion's, for this server's suites (dataset = suite name, id = task id)
