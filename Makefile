@@ -53,6 +53,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/sandbox_throughput.py
+	$(PY) bench/serve_load.py
 	$(PY) bench/eval_samples.py
 	$(PY) bench/generation_throughput.py
 	$(PY) bench/train_throughput.py
