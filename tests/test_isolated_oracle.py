@@ -317,3 +317,51 @@ def test_sandbox_check_with_the_isolated_oracle(capsys):
     assert main(["sandbox", "check", "--oracle", "isolated"]) == 0
     out = capsys.readouterr().out
     assert "isolated oracle" in out and "164/164 canonical solutions passed" in out
+
+
+POISONS = {
+    "a helper left writing replies into the channel": """
+        import os, json, time
+        if os.fork() == 0:
+            os.setsid()
+            for seq in range(2000):
+                msg = json.dumps({"seq": seq, "return": True}).encode()
+                try:
+                    os.write(5, len(msg).to_bytes(4, "big") + msg)
+                except OSError:
+                    pass
+                time.sleep(0.001)
+            os._exit(0)
+        return False
+    """,
+    "a reply of 60 MB": """
+        return "x" * (60 * 2**20)
+    """,
+    "a timeout (the judge is given up with it)": """
+        while True:
+            pass
+    """,
+}
+
+
+def test_the_slots_judge_outlives_samples_but_nothing_of_them():
+    """One slot, so one judge for every sample: after each attempt to poison it (a helper still writing into the
+    channel, a reply of 60 MB, a timeout that costs the judge its life), the next honest sample passes and the next
+    wrong one fails."""
+    require_docker()
+    from sandbox.limits import Limits
+    from sandbox.pool import SandboxPool
+
+    he0 = load_suite("humaneval").by_id()["HumanEval/0"]
+    jobs = []
+    for name, code in POISONS.items():
+        body = textwrap.indent(textwrap.dedent(code).strip("\n"), "    ") + "\n"
+        jobs += [jobs_for(he0, body, key=name, timeout=2.0)[1],
+                 jobs_for(he0, he0.canonical_solution, key=(name, "honest"))[1],
+                 jobs_for(he0, "    return True\n", key=(name, "wrong"))[1]]
+    with SandboxPool(workers=1, limits=Limits(slots=1)) as p:
+        verdicts = {j.key[0]: v for j, v in p.run(jobs)}
+    for name in POISONS:
+        assert not verdicts[name].passed, (name, verdicts[name])
+        assert verdicts[(name, "honest")].passed, (name, verdicts[(name, "honest")])
+        assert not verdicts[(name, "wrong")].passed, (name, verdicts[(name, "wrong")])
