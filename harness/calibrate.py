@@ -42,7 +42,8 @@ def canonical_times(suite: Suite, backend: str, pool, oracle: str = "inline", on
         except json.JSONDecodeError:
             pass  # a torn file: time again
     wanted = set(only) if only is not None else None
-    jobs = [Job(t.task_id, t.canonical_program(), CALIBRATION_TIMEOUT_S,
+    limit = max(CALIBRATION_TIMEOUT_S, suite.min_timeout)  # a suite whose evaluator allows longer (BigCodeBench)
+    jobs = [Job(t.task_id, t.canonical_program(), limit,
                 IsolatedParts(**t.isolated_parts(t.canonical_solution)) if oracle == "isolated" else None, env=t.env)
             for t in suite.tasks if t.canonical_solution is not None and t.task_id not in times
             and (wanted is None or t.task_id in wanted)]

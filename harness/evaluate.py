@@ -185,8 +185,8 @@ def asker(hub: Hub, ref: CheckpointRef, cfg: EvalConfig):
 
     def ask(task) -> str:
         if task.prompt not in rendered:
-            rendered[task.prompt] = render(tokenizer, messages(task.prompt, task.entry_point), cfg.chat_template,
-                                           f"checkpoint {ref.short}")
+            chat = task.chat_messages() or messages(task.prompt, task.entry_point)
+            rendered[task.prompt] = render(tokenizer, chat, cfg.chat_template, f"checkpoint {ref.short}")
         return rendered[task.prompt]
 
     return ask
@@ -381,7 +381,7 @@ def evaluate_endpoint(cfg: EvalConfig) -> list[Summary]:
     endpoint = Endpoint(ep, chat=cfg.chat)  # a missing API key is one line before anything else
     many = len(suites) > 1
     suites, errors = cfg.sandbox.usable(suites)
-    ask = (lambda t: messages(t.prompt, t.entry_point)) if cfg.chat else completion_prompt
+    ask = (lambda t: t.chat_messages() or messages(t.prompt, t.entry_point)) if cfg.chat else completion_prompt
     groups = prompt_groups(suites, cfg.gen, ask, cfg.chat)
     todo = []
     for group in groups:

@@ -73,6 +73,30 @@ _MISSING = re.compile(r"(?:No matching distribution found for|Could not find a v
                       r"requirement) (\S+)")
 
 
+PURE_PYTHON = ("-py3-none-any.whl", "-py2.py3-none-any.whl")
+
+
+def _pin_named(pins: list[str], missing: str) -> str | None:
+    """The pin of `pins` that pip's "no matching distribution for NAME==VERSION" names."""
+    norm = re.sub(r"[-_.]+", "-", missing.split("==")[0]).lower()
+    return next((p for p in pins if re.sub(r"[-_.]+", "-", p.split("==")[0].split("[")[0]).lower() == norm), None)
+
+
+def _pure_wheel_from_sdist(pin: str, dest: Path) -> bool:
+    """A pin the index has only as source (BigCodeBench's wikipedia, wordninja, Flask-Mail): its wheel built on the
+    host, kept only when it is pure Python (py3-none-any), which installs the same under the image's interpreter.
+    A package with compiled code must come as a wheel for the image's Python: False."""
+    with tempfile.TemporaryDirectory(prefix="sdist-") as build:
+        r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-binary", ":all:", "-w", build,
+                            "--disable-pip-version-check", "-q", pin], capture_output=True, text=True)
+        built = list(Path(build).glob("*.whl"))
+        if r.returncode != 0 or len(built) != 1 or not built[0].name.endswith(PURE_PYTHON):
+            return False
+        _log(f"built {built[0].name} from its source distribution (pure Python; the index has no wheel)")
+        shutil.move(str(built[0]), str(dest / built[0].name))
+        return True
+
+
 def fetch_wheels(spec: EnvSpec) -> Path:
     """Every pinned wheel (and a pip wheel to install them with), downloaded once into the cache; a download that
     stops half-way leaves nothing (a temporary directory renamed when complete)."""
@@ -88,16 +112,25 @@ def fetch_wheels(spec: EnvSpec) -> Path:
                 *[a for p in PLATFORMS for a in ("--platform", p)], "--platform", "any",
                 "--disable-pip-version-check", "-q"]
         _log(f"fetching {len(spec.requirements)} pinned wheels for environment {spec.name} (Python {IMAGE_PYTHON})")
-        for what, args in (("the environment", ["-d", str(tmp), "--no-deps", "-r", str(tmp / "requirements.txt")]),
+        todo = list(spec.requirements)
+        for what, args in (("the environment", ["-d", str(tmp), "--no-deps", "-r", str(tmp / "todo.txt")]),
                            ("pip", ["-d", str(tmp / "_pip"), "pip"])):
-            r = subprocess.run(base + args, capture_output=True, text=True)
-            if r.returncode != 0:
+            while True:
+                (tmp / "todo.txt").write_text("\n".join(todo) + "\n")
+                r = subprocess.run(base + args, capture_output=True, text=True)
+                if r.returncode == 0:
+                    break
                 missing = _MISSING.search(r.stderr or "")
+                pin = _pin_named(todo, missing.group(1)) if missing and what != "pip" else None
+                if pin is not None and _pure_wheel_from_sdist(pin, tmp):
+                    todo.remove(pin)  # built on the host from its source; the others are fetched again
+                    continue
                 what = f"package {missing.group(1)}" if missing else what
                 tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["?"]
                 raise UserError(f"environment {spec.name}: cannot fetch {what} as a wheel for Python {IMAGE_PYTHON} "
                                 f"on manylinux x86_64 ({tail[0][:160]}): check that the package index answers "
                                 f"(pip config) and that the pin exists for this Python, then re-run")
+        (tmp / "todo.txt").unlink()
         (tmp / "spec.json").write_text(json.dumps({"name": spec.name, "preload": list(spec.preload),
                                                    "env": [list(kv) for kv in spec.env],
                                                    "packages": spec.packages()}))

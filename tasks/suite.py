@@ -40,6 +40,10 @@ class Task:
     def canonical_program(self) -> str:
         return self.program(self.canonical_solution or "")
 
+    def chat_messages(self) -> list[dict] | None:
+        """The chat a chat model is asked, where the suite has its own (BigCodeBench's); None: harness.chat's."""
+        return None
+
     def isolated_parts(self, completion: str | None = None, solution: str | None = None) -> dict:
         """The isolated oracle's split of the same program: untrusted (prompt + completion, or a whole solution),
         trusted (the prompt and the test), the entry point, and whether the test is a `check(candidate)`."""

@@ -153,3 +153,79 @@ sys.exit(cli.main(sys.argv[1:]))
     assert (tmp_path / "out" / "humaneval" / "summary.json").is_file()  # the other suite was scored
     assert not (tmp_path / "out" / "broken-env" / "summary.json").exists()
     assert bad.hash  # the spec itself is valid: only its package is missing
+
+
+# BigCodeBench on its small image (bigcodebench-small: numpy, pandas, matplotlib with the full lock's pins; about
+# 60 MB of wheels, a minute or two to build on 2 CPUs). The full image (tensorflow, scikit-learn, 167 pins) is built
+# by `harness sandbox build --suite bigcodebench` and bench/bigcodebench_agreement.py, never here.
+BCB_SLICE = ("BigCodeBench/0", "BigCodeBench/3", "BigCodeBench/16", "BigCodeBench/50", "BigCodeBench/55",
+             "BigCodeBench/69", "BigCodeBench/84", "BigCodeBench/113")
+BCB_PROBE = '''
+import io, subprocess, sys, time, unittest
+class TestCases(unittest.TestCase):
+    def test_what_bigcodebench_gives_a_sample(self):
+        self.assertEqual(__name__, "__test__")
+        self.assertIs(environ, os.environ)  # sys, os and environ are there without an import
+        self.assertEqual(time.strftime("%Z"), "UTC")
+        self.assertIsNone(exit)
+        self.assertRaises(OSError, sys.stdin.read)
+        self.assertEqual(subprocess.check_output(["ps", "aux"]), b"")  # the guarded check_output
+        os.kill(1, 9)  # refused (not a child of the sample), printed, nothing killed
+        self.assertEqual(os.system("true"), 0)
+    @unittest.skip("a skip is not a failure")
+    def test_skipped(self):
+        raise AssertionError
+'''
+
+
+@pytest.fixture(scope="module")
+def bcb_pool():
+    require_docker()
+    from harness.config import SandboxConfig
+    from tasks.suites import bigcodebench as bcb
+
+    pools = SandboxConfig(workers=1).make_pool()
+    pools.prepare([bcb.small_environment()])
+    yield pools
+    pools.close()
+
+
+def bcb_tasks():
+    from dataclasses import replace
+
+    from tasks.suites import bigcodebench as bcb
+
+    by_id = load_suite("bigcodebench").by_id()
+    return [replace(by_id[t], env=bcb.small_environment()) for t in BCB_SLICE]
+
+
+def test_bigcodebench_references_pass_and_mutants_fail_on_its_small_image(bcb_pool):
+    from sandbox.jobs import Job
+
+    tasks = bcb_tasks()
+    jobs = [Job(("ref", t.task_id), t.canonical_program(), 60.0, env=t.env) for t in tasks]
+    jobs += [Job(("raise", t.task_id), t.program("    raise ValueError('mutant')\n" + t.canonical_solution), 60.0,
+                 env=t.env) for t in tasks]
+    # calibrated: a solution without the prompt's imports still has them (bigcodebench puts code_prompt first)
+    bare = "\n".join(line for line in tasks[0].complete_prompt.splitlines() if not line.startswith(("import", "from")))
+    jobs.append(Job(("no-imports", tasks[0].task_id), tasks[0].program_from_solution(bare + "\n" +
+                                                                                    tasks[0].canonical_solution),
+                    60.0, env=tasks[0].env))
+    verdicts = {job.key: v for job, v in bcb_pool.run(jobs)}
+    assert not {k: v.result for k, v in verdicts.items() if k[0] != "raise" and not v.passed}
+    for t in tasks:
+        v = verdicts[("raise", t.task_id)]
+        assert not v.passed and "tests failed" in v.result and "ValueError: mutant" in v.result, v.result
+
+
+def test_bigcodebench_sample_sees_what_its_evaluator_gives_it(bcb_pool):
+    from dataclasses import replace
+
+    from sandbox.jobs import Job
+
+    t = replace(bcb_tasks()[0], test=BCB_PROBE)
+    [v] = bcb_pool.judge([Job("probe", t.program_from_solution("def task_func():\n    pass\n"), 30.0, env=t.env)])
+    assert v.passed, v.result + v.output
+    failing = replace(t, test=BCB_PROBE.replace('"__test__")', '"__main__")'))
+    [v] = bcb_pool.judge([Job("probe", failing.program_from_solution("x = 1\n"), 30.0, env=t.env)])
+    assert not v.passed and "1 of 2 tests failed; test_what_bigcodebench_gives_a_sample: AssertionError" in v.result

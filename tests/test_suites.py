@@ -27,11 +27,13 @@ MBPPPLUS_SLICE = ("Mbpp/2", "Mbpp/82", "Mbpp/124", "Mbpp/581", "Mbpp/737")
 def test_registry_lists_every_suite_with_its_size_and_ids():
     ds = ["ds1000"] + [f"ds1000-{lib}" for lib in ("matplotlib", "numpy", "pandas", "pytorch", "scipy", "sklearn",
                                                      "tensorflow")]
-    assert names() == ds + ["humaneval", "humanevalplus", "mbpp", "mbpp-full", "mbppplus"]
+    bcb = ["bigcodebench", "bigcodebench-instruct", "bigcodebench-instruct-v0.1.0", "bigcodebench-v0.1.0"]
+    assert names() == bcb + ds + ["humaneval", "humanevalplus", "mbpp", "mbpp-full", "mbppplus"]
     sizes = {n: len(load_suite(n).tasks) for n in names()}
     assert sizes == {"humaneval": 164, "humanevalplus": 164, "mbpp": 427, "mbpp-full": 500, "ds1000": 1000,
                      "ds1000-pandas": 291, "ds1000-numpy": 220, "ds1000-matplotlib": 155, "ds1000-scipy": 106,
-                     "ds1000-sklearn": 115, "ds1000-pytorch": 68, "ds1000-tensorflow": 45, "mbppplus": 378}
+                     "ds1000-sklearn": 115, "ds1000-pytorch": 68, "ds1000-tensorflow": 45, "mbppplus": 378,
+                     **{n: 1140 for n in bcb}}
     assert [t.task_id for t in load_suite("humanevalplus").tasks] == [t.task_id for t in load_suite("humaneval").tasks]
     ids = [int(t.task_id.split("/")[1]) for t in load_suite("mbpp-full").tasks]
     assert ids == list(range(11, 511)) and all(t.task_id.startswith("Mbpp/") for t in load_suite("mbpp").tasks)
@@ -180,3 +182,42 @@ def test_mbppplus_slice_in_the_sandbox(pool):
     verdicts = {j.key: v for j, v in pool.run(jobs)}
     assert all(verdicts[("reference", t)].passed for t in MBPPPLUS_SLICE), verdicts
     assert {k: verdicts[k].passed for k in answers} == answers, {k: verdicts[k].result for k in answers}
+
+
+def test_bigcodebench_suites_are_the_two_splits_of_both_versions_with_their_fixes():
+    from tasks.suites import bigcodebench as bcb
+
+    complete, instruct, old = (load_suite(n) for n in ("bigcodebench", "bigcodebench-instruct", "bigcodebench-v0.1.0"))
+    assert complete.label == "bigcodebench (v0.1.4 rebuilt)" and old.label == "bigcodebench-v0.1.0 (v0.1.0_hf)"
+    assert complete.stop == bcb.STOP and "\ndef " in complete.stop and complete.min_timeout == 240.0
+    t, i = complete.by_id()["BigCodeBench/0"], instruct.by_id()["BigCodeBench/0"]
+    assert t.prompt == t.complete_prompt and i.prompt.startswith("Calculates the average") and i.test == t.test
+    assert complete.hash != instruct.hash != old.hash
+    # v0.1.4 differs from v0.1.0_hf exactly in the tasks BigCode's fix scripts name (SOURCE.md)
+    changed = {a.task_id for a, b in zip(complete.tasks, old.tasks)
+               if (a.prompt, a.test, a.canonical_solution, a.code_prompt) != (b.prompt, b.test, b.canonical_solution,
+                                                                                b.code_prompt)}
+    assert changed == {f"BigCodeBench/{n}" for n in (16, 37, 178, 211, 215, 241, 267, 760, 1005, 1006)}
+    assert {tk.env.name for tk in complete.tasks} == {"bigcodebench"}
+    pins = bcb.environment().packages()
+    assert {k: pins[k] for k in ("numpy", "scipy", "pandas", "matplotlib", "scikit-learn", "tensorflow-cpu")} == {
+        "numpy": "1.23.5", "scipy": "1.9.3", "pandas": "2.0.3", "matplotlib": "3.7.0", "scikit-learn": "1.3.1",
+        "tensorflow-cpu": "2.12.0"}
+    assert bcb.small_environment().packages()["pandas"] == "2.0.3"  # CI's small image: the same pins
+
+
+def test_bigcodebench_program_is_its_evaluators_calibrated_solution_and_test():
+    t = load_suite("bigcodebench").by_id()["BigCodeBench/0"]
+    program = t.program("    return 1.0\n")
+    calibrated = t.code_prompt + "\n    pass\n" + t.complete_prompt + "    return 1.0\n"
+    assert program.endswith(f"_bcb_run({calibrated!r}, {t.test!r})\n")
+    assert t.program_from_solution("def task_func(): pass").endswith(
+        f"_bcb_run({t.code_prompt + chr(10) + '    pass' + chr(10) + 'def task_func(): pass'!r}, {t.test!r})\n")
+    assert t.canonical_program() == t.program_from_solution(t.complete_prompt + "\n" + t.canonical_solution)
+    compile(program, "<bcb>", "exec")
+    with pytest.raises(UserError, match="--oracle inline"):
+        t.isolated_parts("x")
+    chat = load_suite("bigcodebench-instruct").by_id()["BigCodeBench/0"].chat_messages()
+    assert chat[0]["content"].startswith("Please provide a self-contained Python script") and "Calculates" in \
+        chat[0]["content"]
+    assert load_suite("humaneval").tasks[0].chat_messages() is None  # the harness's own instruction there
