@@ -12,8 +12,12 @@
   378 MBPP+ references and their mutants (bench/evalplus_agreement.py's, an endless loop among them).
 - `--tasks ds1000`: the 1,000 DS-1000 references against a plain run of the official procedure, one fresh `python3`
   per sample in the same image (bench/ds1000_agreement.py --no-mutants). Prints `speedup_vs_plain` last.
+- `--tasks bigcodebench`: against bigcodebench 0.2.5's `evaluate(execution="local")` (run inside a plain container
+  of our BigCodeBench image, bench/bigcodebench_agreement.py), on the 1,140 references (`--limit N`: the first N),
+  its ground truth cached first, at its default parallelism (cpu_count // 2) and at as many workers as we run
+  samples at once; the ratio is taken against the faster. Prints `speedup_vs_bigcodebench` last.
 Every command is timed in this one run as a separate process: interpreter, container start-up and writing included.
-    python bench/eval_samples.py [--tasks humaneval|humanevalplus|mbppplus|ds1000] [--repeat 5] [--evalplus-python PATH]
+    python bench/eval_samples.py [--tasks humaneval|humanevalplus|mbppplus|ds1000|bigcodebench] [--repeat 5] [--limit N]
 """
 import argparse
 import json
@@ -127,9 +131,38 @@ def against_evalplus(tmp: str, name: str, repeat: int, python: str | None, canon
     print(f"speedup_vs_evalplus: {walls[best] / ours_wall:.2f}")
 
 
+def bigcodebench(tmp: str, limit: int) -> None:
+    import bigcodebench_agreement as bcb
+    from sandbox.limits import DEFAULT_SLOTS
+    from sandbox.pool import plan_workers
+
+    tasks = list(load_suite("bigcodebench").limit(limit).tasks)
+    rows = bcb.make_samples(tasks, mutants=False, loop_every=0)
+    path = os.path.join(tmp, "samples.jsonl")
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    slots = sum(plan_workers([os.cpu_count() or 1], None)) * DEFAULT_SLOTS
+    parallels = list(dict.fromkeys([max(1, (os.cpu_count() or 2) // 2), slots]))
+    print(f"{len(rows)} references; load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    gt, runs, _ = bcb.theirs(rows, [t.task_id for t in tasks], parallels)
+    print(f"bigcodebench ground truth (cached before the timed runs): {gt['groundtruth_s']:.1f}s, "
+          f"{len(tasks) - len(gt['gt_failed'])}/{len(tasks)} pass")
+    for run in runs:
+        passed = sum(st == "pass" for v in run["status"].values() for st in v)
+        print(f"bigcodebench evaluate --parallel {run['parallel']}: {len(rows)} samples in {run['wall_s']:.1f}s = "
+              f"{len(rows) / run['wall_s']:.2f} samples/s ({passed} pass)")
+    mine, wall = bcb.ours(path, os.path.join(tmp, "ours"), limit)
+    print(f"harness eval --samples --tasks bigcodebench (docker sandbox): {len(rows)} samples in {wall:.1f}s = "
+          f"{len(rows) / wall:.2f} samples/s ({sum(r['passed'] for r in mine)} pass)")
+    print(f"  stages: {stages(os.path.join(tmp, 'ours'), wall)}")
+    print(f"speedup_vs_bigcodebench: {min(r['wall_s'] for r in runs) / wall:.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", choices=["humaneval", "humanevalplus", "mbppplus", "ds1000"], default="humaneval")
+    ap.add_argument("--tasks", choices=["humaneval", "humanevalplus", "mbppplus", "ds1000", "bigcodebench"],
+                    default="humaneval")
+    ap.add_argument("--limit", type=int, default=1140, help="bigcodebench: the first N tasks")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--canonical-only", action="store_true", help="humanevalplus, mbppplus: the references x --repeat")
     ap.add_argument("--evalplus-python", help="python of a venv with evalplus==0.3.1 (default: .cache/evalplus-venv)")
@@ -145,6 +178,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         if args.tasks == "humaneval":
             humaneval(tmp, args.repeat)
+        elif args.tasks == "bigcodebench":
+            bigcodebench(tmp, args.limit)
         else:
             against_evalplus(tmp, args.tasks, args.repeat, args.evalplus_python, args.canonical_only)
 
