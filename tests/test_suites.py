@@ -214,6 +214,10 @@ def test_bigcodebench_program_is_its_evaluators_calibrated_solution_and_test():
     assert t.program_from_solution("def task_func(): pass").endswith(
         f"_bcb_run({t.code_prompt + chr(10) + '    pass' + chr(10) + 'def task_func(): pass'!r}, {t.test!r})\n")
     assert t.canonical_program() == t.program_from_solution(t.complete_prompt + "\n" + t.canonical_solution)
+    from dataclasses import replace
+
+    raw = replace(t, calibrated=False)  # bigcodebench evaluate --calibrated False: the solution as it is
+    assert raw.program_from_solution("x = 1").endswith(f"_bcb_run({'x = 1'!r}, {t.test!r})\n")
     compile(program, "<bcb>", "exec")
     with pytest.raises(UserError, match="--oracle inline"):
         t.isolated_parts("x")
