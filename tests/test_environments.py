@@ -32,6 +32,15 @@ def test_a_spec_is_a_lock_of_pinned_packages_and_its_hash_is_its_content():
     assert read_requirements("# c\nnumpy==1.0  # why\n\n") == ("numpy==1.0",)
 
 
+def test_a_pin_the_index_has_only_as_source_is_found_by_its_name_as_pip_spells_it():
+    from sandbox.envimage import _pin_named
+
+    pins = ["Flask-Mail==0.9.1", "numpy==1.23.5", "starkbank_ecdsa==2.2.0"]
+    assert _pin_named(pins, "flask-mail==0.9.1") == "Flask-Mail==0.9.1"
+    assert _pin_named(pins, "starkbank-ecdsa==2.2.0") == "starkbank_ecdsa==2.2.0"
+    assert _pin_named(pins, "scipy==1.9.3") is None
+
+
 def test_ds1000_has_its_thousand_problems_with_the_papers_library_counts():
     suite = load_suite("ds1000")
     assert len(suite.tasks) == 1000 and suite.stop == ("</code>", "# SOLUTION END")
