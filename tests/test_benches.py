@@ -100,3 +100,19 @@ def test_serve_load_smoke():
     assert re.search(r"^verdicts equal to offline: (\d+)/\1$", out, re.M), out
     assert re.search(r"killed container codeparrot-sandbox-", out), out
     assert ratio(out, "serve_vs_offline_throughput") > 0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # upstream code: invalid escapes in non-raw regexes
+def test_bigcodebench_agreement_samples_compile_for_every_task_and_kind():
+    """bench/bigcodebench_agreement.py needs BigCodeBench's full image (2.8 GB), so CI runs no smoke of it; its
+    samples are checked here: every reference and every kind of mutant is a program that compiles."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bigcodebench_agreement as bcb
+    from tasks import load_suite
+
+    suite = load_suite("bigcodebench")
+    kinds = bcb.KINDS + ("loop",)
+    for i, t in enumerate(suite.tasks):
+        for solution in (t.reference_solution(), bcb.mutate(t, kinds[i % len(kinds)])):
+            compile(t.program_from_solution(solution), t.task_id, "exec")
+            compile(t.code_prompt + "\n    pass\n" + solution, t.task_id, "exec")
