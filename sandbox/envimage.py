@@ -1,7 +1,8 @@
 """One image per suite environment (common/envspec.py), built on the sandbox image and content-addressed by the spec.
 
 Offline with respect to the sandbox: the wheels are fetched on the host with pip (for the image's Python 3.11 and
-manylinux x86_64, binary wheels only), cached under the cache root, copied into a build container with the engine's
+manylinux x86_64, binary wheels only; a pin published only as source is built into a wheel on the host when it
+is pure Python), cached under the cache root, copied into a build container with the engine's
 archive API (so a remote engine works the same), and installed there with `pip --no-index` from the pip wheel
 itself; the build container has no network. Then the import of every preloaded module is checked and the result is
 committed as the environment's package image (`codeparrot-sandbox-pkgs:NAME-HASH`, on the sandbox's base OS), on
