@@ -1,6 +1,9 @@
 """Instruct and chat models: the instruction each task is asked as, the chat template that renders it for a local
 checkpoint, and the program pulled out of the answer (fenced block, else the text, then an AST sanitiser).
 
+A suite whose prompt is an instruction already (`Task.instruct`: DataFrameBench) is asked it as it is, and its
+answer is judged by the suite's own extraction (its `Task.program`), not by the sanitiser below.
+
 The instruction follows EvalPlus's: the suite's prompt inside a code block, with a request to complete it and to
 answer with a self-contained program in one fenced block. The sanitiser is ours, after EvalPlus's idea: of the
 answer's top-level statements it keeps the imports, the entry-point function and the definitions it reaches by name,
@@ -27,6 +30,17 @@ def messages(prompt: str, entry_point: str) -> list[dict]:
     """The chat a task is asked as: one user turn (EvalPlus-style: the instruction, then the prompt as code)."""
     text = INSTRUCTION.format(entry_point=entry_point) + "\n```python\n" + prompt.rstrip() + "\n```\n"
     return [{"role": "user", "content": text}]
+
+
+def task_messages(task) -> list[dict]:
+    """A task's chat: its prompt as the turn where the suite's prompt is an instruction already (DataFrameBench),
+    else wrapped as `messages` does it."""
+    own = task.chat_messages()  # a suite's own instruction wording (BigCodeBench's)
+    if own:
+        return own
+    if task.instruct:
+        return [{"role": "user", "content": task.prompt}]
+    return messages(task.prompt, task.entry_point)
 
 
 def read_template(path: str | Path | None) -> str | None:

@@ -177,17 +177,17 @@ def asker(hub: Hub, ref: CheckpointRef, cfg: EvalConfig):
     """What a local checkpoint is given for a task: the prompt, or with --chat the chat rendered by its template."""
     if not cfg.chat:
         return completion_prompt
-    from harness.chat import messages, render
+    from harness.chat import render, task_messages
     from harness.checkpoints import load_tokenizer
 
     tokenizer = load_tokenizer(Path(hub.materialize(ref.commit)))
     rendered = {}
 
     def ask(task) -> str:
-        if task.prompt not in rendered:
-            chat = task.chat_messages() or messages(task.prompt, task.entry_point)
-            rendered[task.prompt] = render(tokenizer, chat, cfg.chat_template, f"checkpoint {ref.short}")
-        return rendered[task.prompt]
+        key = (task.prompt, task.instruct)
+        if key not in rendered:
+            rendered[key] = render(tokenizer, task_messages(task), cfg.chat_template, f"checkpoint {ref.short}")
+        return rendered[key]
 
     return ask
 
@@ -202,7 +202,10 @@ def suite_samples(suite: Suite, have: dict, ask, n: int, chat: bool) -> list[Sam
         pid = prompt_id(ask(t))
         for k in range(n):
             r = have[(pid, k)]
-            if chat:
+            if chat and t.instruct:  # the whole answer is the completion: the suite draws its code from it
+                samples.append(Sample(t.task_id, r["completion"], {"task_id": t.task_id, "sample_index": r["index"],
+                                                                   "completion": r["completion"]}))
+            elif chat:
                 program = program_of(r["completion"], t.entry_point, t.prompt)
                 samples.append(Sample(t.task_id, program, {"task_id": t.task_id, "sample_index": r["index"],
                                                            "solution": program, "raw_answer": r["completion"]},
@@ -372,7 +375,7 @@ def evaluate_endpoint(cfg: EvalConfig) -> list[Summary]:
     """`harness eval --endpoint`: generation through an OpenAI-compatible server into the same generation cache as
     local generation (keyed by the endpoint and its served model), then the same scoring, summary and leaderboard
     row as a checkpoint's; perplexity is not measured."""
-    from harness.chat import messages
+    from harness.chat import task_messages
     from harness.endpoint import MAX_STOP, Endpoint, request
 
     t0 = time.perf_counter()
@@ -381,7 +384,7 @@ def evaluate_endpoint(cfg: EvalConfig) -> list[Summary]:
     endpoint = Endpoint(ep, chat=cfg.chat)  # a missing API key is one line before anything else
     many = len(suites) > 1
     suites, errors = cfg.sandbox.usable(suites)
-    ask = (lambda t: t.chat_messages() or messages(t.prompt, t.entry_point)) if cfg.chat else completion_prompt
+    ask = task_messages if cfg.chat else completion_prompt
     groups = prompt_groups(suites, cfg.gen, ask, cfg.chat)
     todo = []
     for group in groups:

@@ -25,6 +25,8 @@ class Task:
     calls_check: bool = True
     env: EnvSpec | None = None  # the suite environment its test needs (its own sandbox image); None: the base image
     group: str | None = None  # what pass@k is also reported by (DS-1000's library)
+    instruct: bool = False  # the prompt is an instruction already (DataFrameBench): a chat model gets it as its
+    # turn unwrapped, and its whole answer is the completion (`program` draws the code from it)
 
     def test_part(self) -> str:
         return "\n" + self.test + "\n" + (f"check({self.entry_point})" if self.calls_check else "")

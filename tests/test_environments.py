@@ -239,3 +239,87 @@ def test_bigcodebench_sample_sees_what_its_evaluator_gives_it(bcb_pool):
     failing = replace(t, test=BCB_PROBE.replace('"__test__")', '"__main__")'))
     [v] = bcb_pool.judge([Job("probe", failing.program_from_solution("x = 1\n"), 30.0, env=t.env)])
     assert not v.passed and "1 of 2 tests failed; test_what_bigcodebench_gives_a_sample: AssertionError" in v.result
+
+
+# DataFrameBench (tasks/suites/dataframebench.py): its prompts and its parser are the package's, its program is the
+# package's unittest run with the verdict taken from the result, not from the exit code.
+from tasks.suites import dataframebench as dfb  # noqa: E402
+
+
+def test_dataframebench_prompts_are_filled_as_the_package_fills_them():
+    free, pandas, polars = (load_suite(n) for n in ("dataframebench", "dataframebench-pandas", "dataframebench-polars"))
+    assert len(free.tasks) == len(pandas.tasks) == len(polars.tasks) == 100 and len(load_suite("dataframebench-val").tasks) == 16
+    assert len({free.hash, pandas.hash, polars.hash}) == 3 and free.stop == ()
+    assert {e.name for s in (free, pandas, polars) for e in s.envs()} == {"dataframebench"}
+    # every prompt holds both placeholders (3 statements show the starter code twice: both imports are filled)
+    counts = collections.Counter((r["prompt"].count(dfb.IMPORT_PLACEHOLDER), r["prompt"].count(dfb.INSTRUCTION_PLACEHOLDER))
+                                 for r in dfb.rows("test"))
+    assert counts == {(1, 1): 97, (2, 1): 3}
+    t = pandas.by_id()["DFB/B0001"]
+    assert "\n\nUse pandas as the data processing library in your solution.\n\n```python\nimport pandas as pd\n" \
+        "import matplotlib.pyplot as plt\n" in t.prompt
+    assert "Use polars as" in polars.by_id()["DFB/B0001"].prompt and "import polars as pl\n" in polars.by_id()["DFB/B0001"].prompt
+    f = free.by_id()["DFB/B0001"].prompt
+    assert "Choose, import and use a data processing library in your solution.\n\n```python\nimport ___  # you MUST" in f
+    assert "{library" not in f and "{library" not in t.prompt
+    # plain replacement, never str.format: a stub's own braces stay as they are
+    assert dfb.fill_condition("{library_import}\nd = {'a': 1}  {x}", "polars") == "import polars as pl\nd = {'a': 1}  {x}"
+    assert dfb.fill_condition("{library_instruction}", "duckdb") == "Use duckdb as the data processing library in your solution."
+    assert (t.canonical_solution, polars.by_id()["DFB/B0001"].canonical_solution) == (
+        dict(t.references)["pandas"], dict(t.references)["polars"])
+    assert t.instruct and free.by_id()["DFB/B0001"].canonical_solution == dict(t.references)["pandas"]
+    with pytest.raises(UserError, match="--oracle inline"):
+        t.isolated_parts("x")
+
+
+def test_dataframebench_code_is_drawn_from_an_answer_as_the_packages_parser_does():
+    fn = "def task_func():\n    return 1"
+    assert dfb.answer_code(f"Sure:\n```python\n{fn}\n```\nUse it:\n```python\nprint(task_func())\n```") == fn
+    assert dfb.answer_code(f"```bash\npip install x\n```\n```\n{fn}\n```") == fn  # untagged counts, bash does not
+    assert dfb.answer_code(f"<think>```python\nx = 1\n```</think>\n```py\n{fn}\n```") == fn  # after the reasoning
+    assert dfb.answer_code("<think>ran out of tokens ```python\nx = 1\n```") is None
+    assert dfb.answer_code(fn) is None  # no fenced block: the package fails it without running it
+    assert dfb.answer_code(f"```python\n{fn}\n") == fn  # an unclosed fence runs to the end
+    assert dfb.answer_code("```python\ndef broken(:\n    pass\n    more\n```\n```python\nx = 1\n```") == "x = 1"
+    doc = 'def task_func():\n    """Example:\n    ```python\n    task_func()\n    ```\n    """\n    return 1\n'
+    assert dfb.answer_code(f"```python\n{doc}```") == doc  # a fence inside the docstring: first to last fence
+    t = load_suite("dataframebench").by_id()["DFB/B0002"]
+    assert "no code in the answer" in t.program(fn) and "_SOURCE = " in t.program(f"```python\n{fn}\n```")
+
+
+def run_program(program: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
+                          env={"MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin"})
+
+
+def test_dataframebench_program_passes_only_when_its_unittest_run_passed():
+    """On the host's interpreter (the logic only; the sandbox runs the same program below): passing tests pass, a
+    failing test, no test at all and a `sys.exit(0)` before the tests do not, whatever the exit code would say."""
+    test = ("import unittest\n\nclass TestCases(unittest.TestCase):\n    def test_one(self):\n"
+            "        self.assertEqual(task_func(), 1)\n    def test_main_module(self):\n"
+            "        import sys\n        self.assertIs(sys.modules['__main__'].task_func, task_func)\n\n"
+            "if __name__ == '__main__':\n    unittest.main()\n")
+    good = run_program(dfb.program_for("def task_func():\n    return 1\n", test))
+    assert good.returncode == 0 and "Ran 2 tests" in good.stderr, good.stderr[-2000:]
+    wrong = run_program(dfb.program_for("def task_func():\n    return 2\n", test))
+    assert wrong.returncode != 0 and "1 of 2 tests failed; test_one: AssertionError: 2 != 1" in wrong.stderr
+    assert "1 of 2 tests failed; test_one: ValueError" in run_program(dfb.program_for("def task_func():\n    raise ValueError\n", test)).stderr
+    exits = run_program(dfb.program_for("import sys\nsys.exit(0)\ndef task_func():\n    return 1\n", test))
+    assert exits.returncode != 0 and "ended before its unittest run" in exits.stderr  # exit code 0 in the package
+    no_tests = run_program(dfb.program_for("def task_func():\n    return 1\n", "import unittest\n"))
+    assert no_tests.returncode != 0 and "no test ran" in no_tests.stderr  # Python 3.12's unittest exits 5 here
+    assert run_program(dfb.NO_CODE).returncode != 0
+
+
+def test_an_instruct_suite_is_asked_its_prompt_as_it_is_and_its_answer_is_the_completion():
+    from harness.chat import task_messages
+    from harness.evaluate import prompt_id, suite_samples
+
+    suite = load_suite("dataframebench-polars").limit(1)
+    t = suite.tasks[0]
+    assert task_messages(t) == [{"role": "user", "content": t.prompt}]
+    assert "Complete the following Python code" in task_messages(load_suite("humaneval").tasks[0])[0]["content"]
+    answer = "Here you go:\n```python\n" + dict(t.references)["polars"] + "\n```"
+    [s] = suite_samples(suite, {(prompt_id("p"), 0): {"index": 0, "completion": answer}}, lambda task: "p", 1, chat=True)
+    assert s.solution is None and s.completion == answer
+    assert t.program(s.completion) == t.program_from_solution(dict(t.references)["polars"].strip())
