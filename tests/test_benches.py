@@ -116,3 +116,12 @@ def test_bigcodebench_agreement_samples_compile_for_every_task_and_kind():
         for solution in (t.reference_solution(), bcb.mutate(t, kinds[i % len(kinds)])):
             compile(t.program_from_solution(solution), t.task_id, "exec")
             compile(t.code_prompt + "\n    pass\n" + solution, t.task_id, "exec")
+
+
+def test_dataframebench_agreement_smoke():
+    require_docker()
+    out = smoke("dataframebench_agreement.py")
+    assert re.search(r"^pandas references passing: ours 3/3, plain 3/3$", out, re.M), out
+    assert re.search(r"^polars references passing: ours 3/3, plain 3/3$", out, re.M), out
+    assert re.search(r"^agreement: 1\.0000 \((\d+)/\1\)$", out, re.M), out
+    assert ratio(out, "speedup_vs_plain") > 0

@@ -323,3 +323,62 @@ def test_an_instruct_suite_is_asked_its_prompt_as_it_is_and_its_answer_is_the_co
     [s] = suite_samples(suite, {(prompt_id("p"), 0): {"index": 0, "completion": answer}}, lambda task: "p", 1, chat=True)
     assert s.solution is None and s.completion == answer
     assert t.program(s.completion) == t.program_from_solution(dict(t.references)["polars"].strip())
+
+
+# CI's slice of DataFrameBench's environment (the whole one, scikit-learn, statsmodels, pyarrow and the rest, is
+# several minutes of pip install on 2 CPUs: bench/dataframebench_agreement.py builds and runs it on all 100 tasks).
+DFB_SLICE = ("DFB/B0095", "DFB/B0099", "DFB/B0058", "DFB/B0054")  # aggregation, text, file-io, a plot
+
+
+@pytest.fixture(scope="module")
+def dfb_pool():
+    require_docker()
+    from harness.config import SandboxConfig
+
+    pools = SandboxConfig(workers=1).make_pool()
+    pools.prepare([dfb.slice_environment()])  # builds the image where missing
+    yield pools
+    pools.close()
+
+
+def test_dataframebench_references_pass_and_mutants_fail_on_the_environment_slice(dfb_pool):
+    from sandbox.jobs import Job
+
+    full, part = dfb.environment().packages(), dfb.slice_environment().packages()
+    assert part == {k: full[k] for k in part} and {"pandas", "polars", "matplotlib", "seaborn"} <= set(part)
+    tasks = dfb.slice_suite(DFB_SLICE).tasks
+    wrap = "\n_impl = task_func\n\ndef task_func(*a, **k):\n    {}\n"
+    jobs = [Job(("ref", lib, t.task_id), t.reference_program(lib), 30.0, env=t.env)
+            for t in tasks for lib in dfb.LIBRARIES]
+    t, pandas = tasks[0], dict(tasks[0].references)["pandas"]
+    mutants = {
+        "wrong": t.program_from_solution(pandas + wrap.format("_impl(*a, **k)\n    return None")),
+        "raises": t.program_from_solution(pandas + wrap.format("raise ValueError('mutant')")),
+        "exit0": t.program_from_solution("import sys\nsys.exit(0)\n" + pandas),  # exit code 0: a pass for the package
+        "no-fence": t.program(pandas),  # an answer without a fenced block: failed unrun
+    }
+    jobs += [Job(("mutant", k, t.task_id), p, 30.0, env=t.env) for k, p in mutants.items()]
+    jobs.append(Job(("answer", "fenced", t.task_id), t.program(f"Here:\n```python\n{pandas}\n```\nDone."), 30.0,
+                    env=t.env))
+    verdicts = {job.key: v for job, v in dfb_pool.run(jobs)}
+    assert not {k: v.result for k, v in verdicts.items() if k[0] != "mutant" and not v.passed}
+    assert not {k: v.result for k, v in verdicts.items() if k[0] == "mutant" and v.passed}
+    assert "tests failed; " in verdicts[("mutant", "wrong", t.task_id)].result
+    assert "ended before its unittest run" in verdicts[("mutant", "exit0", t.task_id)].result
+    assert "no code in the answer" in verdicts[("mutant", "no-fence", t.task_id)].result
+
+
+def test_dataframebench_environment_is_warm_and_polars_runs_after_the_fork(dfb_pool):
+    """polars is imported before the zygote forks: its thread pool must start in the sample, not be lost with it."""
+    from sandbox.jobs import Job
+
+    probe = ("import time, os\nt = time.process_time()\nimport pandas as pd, polars as pl, matplotlib.pyplot as plt\n"
+             "took = time.process_time() - t\nassert took < 0.05, took\n"
+             "assert pl.thread_pool_size() == 1 and os.environ['MPLBACKEND'] == 'Agg'\n"
+             "df = pl.DataFrame({'k': [1, 2, 1], 'v': [1.0, 2.0, 3.0]})\n"
+             "out = df.group_by('k', maintain_order=True).agg(pl.col('v').sum())\n"
+             "assert out.to_dicts() == [{'k': 1, 'v': 4.0}, {'k': 2, 'v': 2.0}], out\n"
+             "assert pd.DataFrame({'a': [1]}).a.sum() == 1 and plt.get_backend().lower() == 'agg'\n"
+             f"assert pl.__version__ == {dfb.environment().packages()['polars']!r}, pl.__version__\n")
+    [v] = dfb_pool.judge([Job("probe", probe, 10.0, env=dfb.slice_environment())])
+    assert v.passed, v.result + v.output
