@@ -28,9 +28,12 @@ def test_registry_lists_every_suite_with_its_size_and_ids():
     ds = ["ds1000"] + [f"ds1000-{lib}" for lib in ("matplotlib", "numpy", "pandas", "pytorch", "scipy", "sklearn",
                                                      "tensorflow")]
     bcb = ["bigcodebench", "bigcodebench-instruct", "bigcodebench-instruct-v0.1.0", "bigcodebench-v0.1.0"]
-    assert names() == bcb + ds + ["humaneval", "humanevalplus", "mbpp", "mbpp-full", "mbppplus"]
+    dfb = ["dataframebench", "dataframebench-pandas", "dataframebench-polars", "dataframebench-val"]
+    assert names() == bcb + dfb + ds + ["humaneval", "humanevalplus", "mbpp", "mbpp-full", "mbppplus"]
     sizes = {n: len(load_suite(n).tasks) for n in names()}
     assert sizes == {"humaneval": 164, "humanevalplus": 164, "mbpp": 427, "mbpp-full": 500, "ds1000": 1000,
+                     "dataframebench": 100, "dataframebench-pandas": 100, "dataframebench-polars": 100,
+                     "dataframebench-val": 16,
                      "ds1000-pandas": 291, "ds1000-numpy": 220, "ds1000-matplotlib": 155, "ds1000-scipy": 106,
                      "ds1000-sklearn": 115, "ds1000-pytorch": 68, "ds1000-tensorflow": 45, "mbppplus": 378,
                      **{n: 1140 for n in bcb}}
