@@ -24,6 +24,7 @@ import gzip
 import json
 import re
 import sys
+import warnings
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -80,9 +81,15 @@ FENCE_OPENER = re.compile(r"```[\w+-]*[ \t]*\r?\n")
 PYTHON_TAGS = ("python", "py", "python3")
 
 
+def parse(code: str) -> ast.Module:
+    with warnings.catch_warnings():  # a reference's "\s" in a plain string: the data's, not worth a warning each load
+        warnings.simplefilter("ignore", (SyntaxWarning, DeprecationWarning))
+        return ast.parse(code)
+
+
 def parses(code: str) -> bool:
     try:
-        ast.parse(code)
+        parse(code)
     except (SyntaxError, ValueError):
         return False
     return True
@@ -224,7 +231,7 @@ SLICE_PACKAGES = frozenset(SLICE_LIBRARIES + ("polars-runtime-32", "python-dateu
 
 
 def imported_roots(code: str) -> set[str]:
-    tree = ast.parse(code)
+    tree = parse(code)
     return ({a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
             | {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
                and not n.level})
