@@ -154,7 +154,8 @@ def main():
     print("passing by kind (ours): " + ", ".join(f"{k} {c}/{n}" for k, (n, c) in kinds.items()))
     print(f"differences: {len(diffs)}")
     for s, m, p in diffs:
-        print(f"  {s['task_id']} {s['library']} ({s['kind']}): ours {m['result'][:160]!r} | plain {p['result'][:160]!r}")
+        print(f"  {s['task_id']} {s['library']} ({s['kind']}): ours {m['result'][:160]!r} | "
+              f"plain {p['result'][:160]!r}")
     print(f"ours: {len(samples)} samples in {our_wall:.1f}s ({len(samples) / our_wall:.1f}/s); "
           f"plain: {plain_wall:.1f}s ({len(samples) / plain_wall:.1f}/s)")
     print(f"agreement: {1 - len(diffs) / len(samples):.4f} ({len(samples) - len(diffs)}/{len(samples)})")

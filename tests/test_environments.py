@@ -248,23 +248,28 @@ from tasks.suites import dataframebench as dfb  # noqa: E402
 
 def test_dataframebench_prompts_are_filled_as_the_package_fills_them():
     free, pandas, polars = (load_suite(n) for n in ("dataframebench", "dataframebench-pandas", "dataframebench-polars"))
-    assert len(free.tasks) == len(pandas.tasks) == len(polars.tasks) == 100 and len(load_suite("dataframebench-val").tasks) == 16
+    assert len(free.tasks) == len(pandas.tasks) == len(polars.tasks) == 100
+    assert len(load_suite("dataframebench-val").tasks) == 16
     assert len({free.hash, pandas.hash, polars.hash}) == 3 and free.stop == ()
     assert {e.name for s in (free, pandas, polars) for e in s.envs()} == {"dataframebench"}
     # every prompt holds both placeholders (3 statements show the starter code twice: both imports are filled)
-    counts = collections.Counter((r["prompt"].count(dfb.IMPORT_PLACEHOLDER), r["prompt"].count(dfb.INSTRUCTION_PLACEHOLDER))
-                                 for r in dfb.rows("test"))
+    counts = collections.Counter((r["prompt"].count(dfb.IMPORT_PLACEHOLDER),
+                                  r["prompt"].count(dfb.INSTRUCTION_PLACEHOLDER)) for r in dfb.rows("test"))
     assert counts == {(1, 1): 97, (2, 1): 3}
     t = pandas.by_id()["DFB/B0001"]
     assert "\n\nUse pandas as the data processing library in your solution.\n\n```python\nimport pandas as pd\n" \
         "import matplotlib.pyplot as plt\n" in t.prompt
-    assert "Use polars as" in polars.by_id()["DFB/B0001"].prompt and "import polars as pl\n" in polars.by_id()["DFB/B0001"].prompt
+    pinned = polars.by_id()["DFB/B0001"].prompt
+    assert "Use polars as" in pinned and "import polars as pl\n" in pinned
     f = free.by_id()["DFB/B0001"].prompt
-    assert "Choose, import and use a data processing library in your solution.\n\n```python\nimport ___  # you MUST" in f
+    assert ("Choose, import and use a data processing library in your solution.\n\n```python\n"
+            "import ___  # you MUST") in f
     assert "{library" not in f and "{library" not in t.prompt
     # plain replacement, never str.format: a stub's own braces stay as they are
-    assert dfb.fill_condition("{library_import}\nd = {'a': 1}  {x}", "polars") == "import polars as pl\nd = {'a': 1}  {x}"
-    assert dfb.fill_condition("{library_instruction}", "duckdb") == "Use duckdb as the data processing library in your solution."
+    assert dfb.fill_condition("{library_import}\nd = {'a': 1}  {x}", "polars") == \
+        "import polars as pl\nd = {'a': 1}  {x}"
+    assert dfb.fill_condition("{library_instruction}", "duckdb") == \
+        "Use duckdb as the data processing library in your solution."
     assert (t.canonical_solution, polars.by_id()["DFB/B0001"].canonical_solution) == (
         dict(t.references)["pandas"], dict(t.references)["polars"])
     assert t.instruct and free.by_id()["DFB/B0001"].canonical_solution == dict(t.references)["pandas"]
@@ -303,7 +308,8 @@ def test_dataframebench_program_passes_only_when_its_unittest_run_passed():
     assert good.returncode == 0 and "Ran 2 tests" in good.stderr, good.stderr[-2000:]
     wrong = run_program(dfb.program_for("def task_func():\n    return 2\n", test))
     assert wrong.returncode != 0 and "1 of 2 tests failed; test_one: AssertionError: 2 != 1" in wrong.stderr
-    assert "1 of 2 tests failed; test_one: ValueError" in run_program(dfb.program_for("def task_func():\n    raise ValueError\n", test)).stderr
+    raises = run_program(dfb.program_for("def task_func():\n    raise ValueError\n", test))
+    assert "1 of 2 tests failed; test_one: ValueError" in raises.stderr
     exits = run_program(dfb.program_for("import sys\nsys.exit(0)\ndef task_func():\n    return 1\n", test))
     assert exits.returncode != 0 and "ended before its unittest run" in exits.stderr  # exit code 0 in the package
     no_tests = run_program(dfb.program_for("def task_func():\n    return 1\n", "import unittest\n"))
@@ -320,7 +326,8 @@ def test_an_instruct_suite_is_asked_its_prompt_as_it_is_and_its_answer_is_the_co
     assert task_messages(t) == [{"role": "user", "content": t.prompt}]
     assert "Complete the following Python code" in task_messages(load_suite("humaneval").tasks[0])[0]["content"]
     answer = "Here you go:\n```python\n" + dict(t.references)["polars"] + "\n```"
-    [s] = suite_samples(suite, {(prompt_id("p"), 0): {"index": 0, "completion": answer}}, lambda task: "p", 1, chat=True)
+    have = {(prompt_id("p"), 0): {"index": 0, "completion": answer}}
+    [s] = suite_samples(suite, have, lambda task: "p", 1, chat=True)
     assert s.solution is None and s.completion == answer
     assert t.program(s.completion) == t.program_from_solution(dict(t.references)["polars"].strip())
 
