@@ -44,12 +44,9 @@ class EnvPools:
             yield from self.pool(envs[key]).run(group)
 
     def judge(self, jobs: Iterable[Job]) -> list[Verdict]:
-        jobs = list(jobs)
-        index = {id(job): i for i, job in enumerate(jobs)}
-        out: list[Verdict | None] = [None] * len(jobs)
-        for job, verdict in self.run(jobs):
-            out[index[id(job)]] = verdict
-        return out  # type: ignore[return-value]
+        from sandbox.pool import judge_in_order
+
+        return judge_in_order(self.run, jobs)
 
     def close(self) -> None:
         for pool in self.pools.values():

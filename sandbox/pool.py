@@ -432,12 +432,17 @@ class SandboxPool:
 
     def judge(self, jobs: Iterable[Job]) -> list[Verdict]:
         """All verdicts, in input order."""
-        jobs = list(jobs)
-        index = {id(job): i for i, job in enumerate(jobs)}
-        out: list[Verdict | None] = [None] * len(jobs)
-        for job, verdict in self.run(jobs):
-            out[index[id(job)]] = verdict
-        return out  # type: ignore[return-value]
+        return judge_in_order(self.run, jobs)
+
+
+def judge_in_order(run, jobs: Iterable[Job]) -> list[Verdict]:
+    """`run(jobs)`'s verdicts (yielded as they finish) put back in the jobs' order."""
+    jobs = list(jobs)
+    index = {id(job): i for i, job in enumerate(jobs)}
+    out: list[Verdict | None] = [None] * len(jobs)
+    for job, verdict in run(jobs):
+        out[index[id(job)]] = verdict
+    return out  # type: ignore[return-value]
 
 
 class JobFeed:
